@@ -1,0 +1,1 @@
+"""HTTP-free FHIR dispatch, batch/transaction, and the thin FastAPI adapter."""

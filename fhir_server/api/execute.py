@@ -1,0 +1,56 @@
+"""Run one FhirRequest in one database transaction: committed if it succeeds, rolled back if not."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from fhir_server.api.context import Context
+from fhir_server.api.dispatch import dispatch
+from fhir_server.api.messages import FhirRequest, FhirResponse
+from fhir_server.api.observability import request_id
+from fhir_server.fhir.errors import FhirError, Issue
+from fhir_server.store.repository import open_repository
+
+log = logging.getLogger("fhir_server.execute")
+READS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True)
+class Server:
+    """What a request needs from the running server."""
+
+    engine: Engine
+    base_url: str
+    default_count: int = 50
+    max_count: int = 1000
+
+
+class _Rollback(Exception):
+    """Carries a failed response out of the unit of work so that nothing it did is committed."""
+
+    def __init__(self, response: FhirResponse) -> None:
+        self.response = response
+
+
+def execute(server: Server, req: FhirRequest) -> FhirResponse:
+    try:
+        with open_repository(server.engine, write=req.method not in READS) as repo:
+            response = dispatch(req, Context(repo, server.base_url, server.default_count, server.max_count))
+            if response.status >= 400:
+                raise _Rollback(response)
+        return response
+    except _Rollback as rollback:
+        return rollback.response
+    except FhirError as exc:  # raised at commit, e.g. a concurrent insert of the same id
+        return FhirResponse(exc.status, exc.outcome(), headers=dict(exc.headers))
+    except OperationalError:
+        log.exception("database unavailable")
+        return FhirResponse.outcome(503, [Issue("transient", "the database is unavailable; retry later")])
+    except Exception:
+        log.exception("unhandled error")
+        return FhirResponse.outcome(500, [Issue(
+            "exception", f"internal error; quote request id {request_id.get()} to the operators")])

@@ -1,0 +1,59 @@
+"""capabilities: GET [base]/metadata (http.html#capabilities), generated from the registered routes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fhir_server.api.context import Context
+from fhir_server.api.messages import FhirRequest, FhirResponse
+from fhir_server.fhir.definitions import resource_types
+from fhir_server.fhir.errors import not_supported
+
+SOFTWARE_VERSION = "0.1.0"
+
+
+def capability_statement(base_url: str, type_interactions: Iterable[str], system_interactions: Iterable[str],
+                         type_search_params: Iterable[tuple[str, str, str]]) -> dict:
+    """An instance CapabilityStatement (capabilitystatement.html) describing what this server does."""
+    params = [{"name": n, "type": t, "documentation": d} for n, t, d in type_search_params]
+    interactions = [{"code": code} for code in type_interactions]
+    resources = [
+        {
+            "type": name,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{name}",
+            "interaction": interactions,
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "searchParam": params,
+        }
+        for name in sorted(resource_types())
+    ]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-27",
+        "publisher": "CareWeave",
+        "kind": "instance",
+        "software": {"name": "CareWeave", "version": SOFTWARE_VERSION},
+        "implementation": {"description": "CareWeave FHIR R4 server", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": code} for code in system_interactions],
+        }],
+    }
+
+
+def capabilities(req: FhirRequest, ctx: Context, statement: dict) -> FhirResponse:
+    mode = req.param("mode")
+    if mode not in (None, "full"):
+        raise not_supported(f"metadata mode={mode} is not supported; only the full statement is served")
+    return FhirResponse(200, statement, interaction="capabilities", resource_type="CapabilityStatement")

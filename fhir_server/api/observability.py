@@ -1,0 +1,83 @@
+"""Request ids, structured JSON logs and Prometheus metrics.
+
+Logs carry the request id on every line and never a resource body, a query string or a header value:
+search parameters and bodies are health information.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+import traceback
+import uuid
+from contextvars import ContextVar
+
+import orjson
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+_INCOMING_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+
+REQUESTS = Counter("fhir_requests_total", "FHIR requests by interaction, resource type and status",
+                   ["interaction", "resource_type", "status"])
+LATENCY = Histogram("fhir_request_duration_seconds", "FHIR request latency by interaction", ["interaction"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+POOL_IN_USE = Gauge("fhir_db_pool_connections_in_use", "Database connections checked out of the pool",
+                    multiprocess_mode="livesum")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the request id of the request being served."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": request_id.get(),
+            "msg": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            # The exception's type and frames only: messages of driver errors can quote statement values.
+            exc_type = record.exc_info[0]
+            entry["error"] = exc_type.__name__ if exc_type else "unknown"
+            entry["trace"] = "".join(traceback.format_tb(record.exc_info[2]))
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True  # it logs query strings; we log our own line
+
+
+def new_request_id(incoming: str | None) -> str:
+    """Honour a well-formed X-Request-Id from a proxy, else make one."""
+    if incoming and _INCOMING_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def observe(interaction: str, resource_type: str, status: int, seconds: float, pool_in_use: int) -> None:
+    REQUESTS.labels(interaction, resource_type or "-", str(status)).inc()
+    LATENCY.labels(interaction).observe(seconds)
+    POOL_IN_USE.set(pool_in_use)
+
+
+def metrics_text() -> bytes:
+    """The exposition text; in multi-worker mode, summed over every worker process."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)

@@ -1,0 +1,46 @@
+"""Search criteria and Bundles of stored resources (search.html, bundle.html)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode
+
+from fhir_server.api.context import Context
+from fhir_server.api.negotiate import StoredJSON
+from fhir_server.fhir.errors import bad_request
+from fhir_server.search.parse import SearchQuery, parse_query
+from fhir_server.store.repository import StoredResource
+
+
+def criteria_from_params(resource_type: str, params: list[tuple[str, str]], ctx: Context) -> SearchQuery:
+    query = parse_query(resource_type, params, max_count=ctx.max_count)
+    if not query.criteria:
+        raise bad_request("conditional interactions need search criteria")
+    return query
+
+
+def criteria_from_string(resource_type: str, text: str, ctx: Context) -> SearchQuery:
+    """Criteria written as a query string, as in If-None-Exist or a conditional reference."""
+    return criteria_from_params(resource_type, parse_qsl(text.lstrip("?"), keep_blank_values=True), ctx)
+
+
+def page_size(params: list[tuple[str, str]], ctx: Context) -> int:
+    for name, value in params:
+        if name == "_count":
+            if not value.isdigit():
+                raise bad_request(f"_count must be a non-negative integer, not {value!r}", "_count")
+            return min(int(value), ctx.max_count)
+    return ctx.default_count
+
+
+def link(ctx: Context, path: str, params: list[tuple[str, str]]) -> str:
+    url = f"{ctx.base_url}/{path}" if path else ctx.base_url
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def full_url(ctx: Context, stored: StoredResource) -> str:
+    return f"{ctx.base_url}/{stored.resource_type}/{stored.id}"
+
+
+def resource_fragment(stored: StoredResource) -> StoredJSON:
+    """The stored JSON text, spliced into a Bundle without parsing it (DESIGN.md, performance)."""
+    return StoredJSON(stored.content)

@@ -1,0 +1,72 @@
+"""Composition root: builds the ASGI app from the settings. Nothing imports this module."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from fhir_server.api.execute import Server
+from fhir_server.api.http import fhir_router
+from fhir_server.api.observability import configure_logging, metrics_text, new_request_id, request_id
+from fhir_server.config import Settings, load_settings
+from fhir_server.store.db import database_label, make_engine
+from fhir_server.store.migrate import is_current
+
+log = logging.getLogger("fhir_server.app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        log.info("serving", extra={"fields": {"database": database_label(engine), "base_url": settings.base_url}})
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="CareWeave FHIR server", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.engine = engine
+
+    @app.middleware("http")
+    async def with_request_id(request: Request, call_next):
+        token = request_id.set(new_request_id(request.headers.get("x-request-id")))
+        try:
+            response = await call_next(request)
+            response.headers["X-Request-Id"] = request_id.get()
+            return response
+        finally:
+            request_id.reset(token)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Response:
+        """The database answers and its schema is at the newest migration."""
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            current = is_current(engine)
+        except Exception as exc:  # any failure to reach the database means not ready
+            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
+        if not current:
+            return JSONResponse({"status": "unavailable", "reason": "migrations pending: run fhir-server migrate"},
+                                status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(metrics_text(), media_type="text/plain; version=0.0.4")
+
+    server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size)
+    app.include_router(fhir_router(server, max_body_bytes=settings.max_body_bytes))
+    return app

@@ -1,0 +1,112 @@
+"""The `fhir-server` command: serve, migrate, load, seed-demo. Settings come from the environment only."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fhir_server.api.execute import Server, execute
+from fhir_server.api.loading import LoadSummary, Unit, load_unit, units
+from fhir_server.api.messages import FhirRequest
+from fhir_server.config import Settings, SettingsError, load_settings
+from fhir_server.store.db import make_engine
+from fhir_server.store.migrate import upgrade
+
+app = typer.Typer(help="CareWeave FHIR R4 server.", no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _server(settings: Settings) -> Server:
+    return Server(make_engine(settings.database_url, settings.db_pool_size), settings.base_url,
+                  settings.default_page_size, settings.max_page_size)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8080,
+          workers: Annotated[int, typer.Option(min=1, max=64)] = 1) -> None:
+    """Serve the FHIR API at http://HOST:PORT/fhir (uvicorn; in-flight requests finish on SIGTERM)."""
+    import uvicorn
+
+    _settings()  # fail fast, with a readable message, on a bad setting
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="careweave-metrics-")
+    uvicorn.run("fhir_server.app:create_app", factory=True, host=host, port=port, workers=workers,
+                access_log=False, log_config=None, timeout_graceful_shutdown=30, proxy_headers=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the newest migration."""
+    settings = _settings()
+    upgrade(make_engine(settings.database_url))
+    console.print("schema is current")
+
+
+def _load(server: Server, items: list[Unit | tuple[str, str]] | object, total: int | None) -> LoadSummary:
+    summary = LoadSummary()
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("loading", total=total)
+        for item in items:  # type: ignore[attr-defined]
+            if isinstance(item, tuple):
+                summary.add_failure(*item)
+            else:
+                load_unit(server, item, summary)
+            progress.advance(task)
+    return summary
+
+
+def _report(summary: LoadSummary) -> None:
+    table = Table(title="load summary")
+    for column in ("created", "updated", "failed"):
+        table.add_column(column, justify="right")
+    table.add_row(str(summary.created), str(summary.updated), str(summary.failed))
+    console.print(table)
+    for reason in summary.reasons:
+        console.print(f"  [red]failed[/red] {reason}")
+
+
+@app.command()
+def load(paths: Annotated[list[Path], typer.Argument(exists=True, help="files, folders or .tar.gz archives")]
+         ) -> None:
+    """Load transaction/batch Bundles, single resources and NDJSON files (exit 1 if anything failed)."""
+    server = _server(_settings())
+    summary = _load(server, units(paths), None)
+    _report(summary)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command("seed-demo")
+def seed_demo(members: Annotated[int, typer.Option(min=1, max=100_000)] = 200,
+              seed: int = 7,
+              once: Annotated[bool, typer.Option(help="do nothing if the demo data set is already loaded")] = False
+              ) -> None:
+    """Load the deterministic demo program: practices, PCPs, coordinators and members."""
+    from fhir_server.care.demo import demo_bundle
+
+    server = _server(_settings())
+    bundle = demo_bundle(members=members, seed=seed)
+    if once and execute(server, FhirRequest("GET", bundle["entry"][0]["request"]["url"])).status == 200:
+        console.print("demo data already loaded")
+        return
+    summary = _load(server, [Unit("demo", bundle)], 1)
+    _report(summary)
+    if summary.failed:
+        raise typer.Exit(1)
+

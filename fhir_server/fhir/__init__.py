@@ -1,0 +1,1 @@
+"""Pure kernel: the model pin, definitions, OperationOutcome errors and structural validation."""

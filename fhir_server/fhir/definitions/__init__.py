@@ -1,0 +1,34 @@
+"""HL7's R4 definitions, trimmed by scripts/make_definitions.py (CC0, hl7.fhir.r4.examples@4.0.1)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class ResourceDefinition:
+    """What _summary and _elements need to know of one resource type (search.html#summary)."""
+
+    type: str
+    summary: frozenset[str]
+    mandatory: frozenset[str]
+    backbone: frozenset[str]
+
+
+@cache
+def resource_definitions() -> dict[str, ResourceDefinition]:
+    data = json.loads((_HERE / "resources.json").read_text())["resources"]
+    return {
+        name: ResourceDefinition(name, frozenset(d["summary"]), frozenset(d["mandatory"]), frozenset(d["backbone"]))
+        for name, d in data.items()
+    }
+
+
+def resource_types() -> frozenset[str]:
+    """Every concrete resource type of FHIR R4 4.0.1."""
+    return frozenset(resource_definitions())

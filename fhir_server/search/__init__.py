@@ -1,0 +1,1 @@
+"""Pure search: query string -> SearchQuery, resource -> index rows (search.html)."""

@@ -1,0 +1,1 @@
+"""Storage: SQL tables, the Repository of FHIR interactions, migrations."""

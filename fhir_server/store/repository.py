@@ -1,0 +1,423 @@
+"""The Repository: one method per FHIR interaction (http.html), inside one database transaction.
+
+Writes validate the resource structurally, stamp `meta.versionId`/`meta.lastUpdated`, store the canonical
+JSON text once, append a version row and refresh the search index rows. Inserts of new rows are buffered
+and sent with executemany before the next read and before commit, so a transaction bundle of creates
+costs a handful of round trips.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from typing import Protocol
+
+import jsonpatch
+import orjson
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from fhir_server.fhir.errors import bad_request, conflict, gone, not_found, precondition_failed, \
+    unprocessable
+from fhir_server.fhir.models import ID_PATTERN, validate_resource
+from fhir_server.search.dates import format_instant
+from fhir_server.search.index import token_rows
+from fhir_server.search.parse import SearchQuery
+from fhir_server.store import query as sql
+from fhir_server.store.db import unit_of_work
+from fhir_server.store.tables import resource_table as R
+from fhir_server.store.tables import token_table as T
+from fhir_server.store.tables import version_table as V
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    """One version of a resource as stored; `content` is its JSON text, None for a deletion."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    content: str | None
+    method: str = "PUT"
+    seq: int | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return self.content is None
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+    @property
+    def last_modified(self) -> str:
+        """RFC 7231 HTTP-date for the Last-Modified header."""
+        return format_datetime(self.last_updated.replace(tzinfo=timezone.utc), usegmt=True)
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.id}"
+
+    def resource(self) -> dict:
+        """The parsed body; only for callers that must change or filter it."""
+        if self.content is None:
+            raise ValueError("a deleted version has no body")
+        return orjson.loads(self.content)
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    resources: list[StoredResource]
+    total: int
+    next_cursor: tuple[str, str] | None
+
+
+class Repository(Protocol):
+    """The FHIR interactions over storage; features depend on this protocol, not on SQL."""
+
+    def read(self, resource_type: str, id: str) -> StoredResource: ...
+    def vread(self, resource_type: str, id: str, version_id: str) -> StoredResource: ...
+    def create(self, resource: dict, *, if_none_exist: SearchQuery | None = None,
+               id: str | None = None) -> tuple[StoredResource, bool]: ...
+    def update(self, resource_type: str, id: str, resource: dict, *,
+               if_match: str | None = None) -> tuple[StoredResource, bool]: ...
+    def conditional_update(self, query: SearchQuery, resource: dict, *, new_id: str | None = None,
+                           if_match: str | None = None) -> tuple[StoredResource, bool]: ...
+    def patch(self, resource_type: str, id: str, operations: object, *,
+              if_match: str | None = None) -> StoredResource: ...
+    def delete(self, resource_type: str, id: str) -> StoredResource | None: ...
+    def conditional_delete(self, query: SearchQuery) -> StoredResource | None: ...
+    def history(self, resource_type: str | None = None, id: str | None = None, *, since: datetime | None = None,
+                at: datetime | None = None, count: int = 50, before_seq: int | None = None
+                ) -> list[StoredResource]: ...
+    def search(self, query: SearchQuery, *, count: int,
+               after: tuple[str, str] | None = None) -> SearchPage: ...
+    def match_ids(self, query: SearchQuery, limit: int = 2) -> list[str]: ...
+    def savepoint(self): ...
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _now() -> datetime:
+    moment = datetime.now(timezone.utc).replace(tzinfo=None)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def parse_etag(value: str) -> int:
+    """`W/"3"` or `"3"` -> 3 (http.html#concurrency)."""
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise bad_request(f"If-Match must be an ETag such as W/\"3\", not {value!r}")
+    return int(text)
+
+
+class SqlRepository:
+    """Repository over one SQLAlchemy connection whose transaction the caller owns."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._for_update = conn.dialect.name == "postgresql"
+        self._new_resources: list[dict] = []
+        self._new_versions: list[dict] = []
+        self._new_tokens: list[dict] = []
+
+    # -- buffered inserts -------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send buffered inserts; a duplicate id raced in by another writer is a 409."""
+        if not (self._new_resources or self._new_versions or self._new_tokens):
+            return
+        resources, versions, tokens = self._new_resources, self._new_versions, self._new_tokens
+        self._discard()
+        try:
+            if resources:
+                self.conn.execute(insert(R), resources)
+            if versions:
+                self.conn.execute(insert(V), versions)
+            if tokens:
+                self.conn.execute(insert(T), tokens)
+        except IntegrityError as exc:
+            raise conflict("a resource with this id was written concurrently; retry the request") from exc
+
+    def _discard(self) -> None:
+        self._new_resources, self._new_versions, self._new_tokens = [], [], []
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction, for batch entries that fail alone (http.html#brules)."""
+        self.flush()
+        nested = self.conn.begin_nested()
+        try:
+            yield
+            self.flush()
+        except BaseException:
+            self._discard()
+            nested.rollback()
+            raise
+        nested.commit()
+
+    # -- reads --------------------------------------------------------------------------------------
+    def _current(self, resource_type: str, id: str) -> StoredResource | None:
+        self.flush()
+        stmt = select(R.c.version_id, R.c.last_updated, R.c.content).where(
+            R.c.resource_type == resource_type, R.c.id == id
+        )
+        row = self.conn.execute(stmt).first()
+        if row is None:
+            return None
+        return StoredResource(resource_type, id, row.version_id, row.last_updated, row.content)
+
+    def _current_for_write(self, resource_type: str, id: str) -> StoredResource | None:
+        self.flush()
+        stmt = select(R.c.version_id, R.c.last_updated, R.c.content).where(
+            R.c.resource_type == resource_type, R.c.id == id
+        )
+        if self._for_update:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return None if row is None else StoredResource(resource_type, id, row.version_id, row.last_updated,
+                                                        row.content)
+
+    def read(self, resource_type: str, id: str) -> StoredResource:
+        """read (http.html#read): the current version; 404 if unknown, 410 if deleted."""
+        current = self._current(resource_type, id)
+        if current is None:
+            raise not_found(f"{resource_type}/{id} is not known")
+        if current.deleted:
+            err = gone(f"{resource_type}/{id} was deleted")
+            err.headers.update({"ETag": current.etag, "Last-Modified": current.last_modified})
+            raise err
+        return current
+
+    def vread(self, resource_type: str, id: str, version_id: str) -> StoredResource:
+        """vread (http.html#vread): one version; 410 for the version that records a deletion."""
+        self.flush()
+        if not version_id.isdigit():
+            raise not_found(f"{resource_type}/{id} has no version {version_id!r}")
+        row = self.conn.execute(
+            select(V.c.last_updated, V.c.content, V.c.method).where(
+                V.c.resource_type == resource_type, V.c.id == id, V.c.version_id == int(version_id)
+            )
+        ).first()
+        if row is None:
+            raise not_found(f"{resource_type}/{id} has no version {version_id}")
+        stored = StoredResource(resource_type, id, int(version_id), row.last_updated, row.content, row.method)
+        if stored.deleted:
+            err = gone(f"version {version_id} of {resource_type}/{id} records its deletion")
+            err.headers.update({"ETag": stored.etag, "Last-Modified": stored.last_modified})
+            raise err
+        return stored
+
+    # -- writes -------------------------------------------------------------------------------------
+    def _stamp(self, resource: dict, resource_type: str, id: str, version_id: int, when: datetime) -> str:
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version_id)
+        meta["lastUpdated"] = format_instant(when)
+        body = {"resourceType": resource_type, "id": id, "meta": meta}
+        body.update((k, v) for k, v in resource.items() if k not in body)
+        return orjson.dumps(body).decode()
+
+    def _index(self, resource_type: str, id: str, resource: dict) -> None:
+        self._new_tokens.extend(
+            {"resource_type": resource_type, "id": id, "param": row.param, "system": row.system, "code": row.code}
+            for row in token_rows(resource)
+        )
+
+    def _write(self, resource: dict, resource_type: str, id: str, previous: StoredResource | None,
+               method: str) -> StoredResource:
+        """Store a new version after `previous` (None: the resource is new)."""
+        when = _now()
+        version_id = 1 if previous is None else previous.version_id + 1
+        content = self._stamp(resource, resource_type, id, version_id, when)
+        if previous is None:
+            self._new_resources.append({"resource_type": resource_type, "id": id, "version_id": version_id,
+                                        "last_updated": when, "deleted": False, "content": content})
+        else:
+            result = self.conn.execute(
+                update(R)
+                .where(R.c.resource_type == resource_type, R.c.id == id, R.c.version_id == previous.version_id)
+                .values(version_id=version_id, last_updated=when, deleted=False, content=content)
+            )
+            if result.rowcount != 1:
+                raise conflict(f"{resource_type}/{id} was changed concurrently; retry the request")
+            self.conn.execute(delete(T).where(T.c.resource_type == resource_type, T.c.id == id))
+        self._new_versions.append({"resource_type": resource_type, "id": id, "version_id": version_id,
+                                   "last_updated": when, "method": method, "content": content})
+        self._index(resource_type, id, resource)
+        return StoredResource(resource_type, id, version_id, when, content, method)
+
+    def create(self, resource: dict, *, if_none_exist: SearchQuery | None = None,
+               id: str | None = None) -> tuple[StoredResource, bool]:
+        """create (http.html#create), conditional with If-None-Exist (http.html#ccreate).
+
+        The server assigns the id (any id in the body is ignored, as the spec allows) unless `id` is
+        given, as a transaction does for entries it has already numbered. Returns (stored, created).
+        """
+        validate_resource(resource)
+        if if_none_exist is not None:
+            matches = self.match_ids(if_none_exist)
+            if len(matches) > 1:
+                raise precondition_failed("If-None-Exist matched more than one resource")
+            if matches:
+                return self.read(resource["resourceType"], matches[0]), False
+        return self._write(resource, resource["resourceType"], id or new_id(), None, "POST"), True
+
+    def update(self, resource_type: str, id: str, resource: dict, *,
+               if_match: str | None = None) -> tuple[StoredResource, bool]:
+        """update (http.html#update), creating when the id is new; If-Match for versioned update."""
+        validate_resource(resource, resource_type)
+        if not ID_PATTERN.match(id):
+            raise bad_request(f"invalid id {id!r}")
+        if resource.get("id") != id:
+            raise bad_request(
+                f"the body's id {resource.get('id')!r} does not match the URL's id {id!r}", f"{resource_type}.id"
+            )
+        previous = self._current_for_write(resource_type, id)
+        self._check_if_match(previous, if_match, resource_type, id)
+        created = previous is None or previous.deleted
+        return self._write(resource, resource_type, id, previous, "PUT"), created
+
+    def conditional_update(self, query: SearchQuery, resource: dict, *, new_id: str | None = None,
+                           if_match: str | None = None) -> tuple[StoredResource, bool]:
+        """Conditional update (http.html#cond-update): no match creates, one match updates, more is 412."""
+        resource_type = query.resource_type or ""
+        validate_resource(resource, resource_type)
+        matches = self.match_ids(query)
+        if len(matches) > 1:
+            raise precondition_failed("the conditional update matched more than one resource")
+        if matches:
+            if resource.get("id") not in (None, matches[0]):
+                raise bad_request("the body's id does not match the resource the criteria select",
+                                  f"{resource_type}.id")
+            return self.update(resource_type, matches[0], {**resource, "id": matches[0]}, if_match=if_match)
+        target = resource.get("id") or new_id
+        if target is None:
+            return self.create(resource)
+        return self.update(resource_type, target, {**resource, "id": target}, if_match=if_match)
+
+    def patch(self, resource_type: str, id: str, operations: object, *,
+              if_match: str | None = None) -> StoredResource:
+        """patch with JSON Patch (http.html#patch, RFC 6902)."""
+        current = self.read(resource_type, id)
+        try:
+            patch = jsonpatch.JsonPatch(operations)  # type: ignore[arg-type]
+            patched = patch.apply(current.resource())
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise unprocessable(f"JSON Patch test failed: {exc}") from None
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError,
+                AttributeError, KeyError) as exc:
+            raise bad_request(f"invalid JSON Patch document: {exc}") from None
+        if not isinstance(patched, dict) or patched.get("resourceType") != resource_type or patched.get("id") != id:
+            raise unprocessable("a patch must not change the resourceType or id")
+        patched.get("meta", {}).pop("versionId", None)
+        stored, _ = self.update(resource_type, id, patched, if_match=if_match)
+        return stored
+
+    def delete(self, resource_type: str, id: str) -> StoredResource | None:
+        """delete (http.html#delete): a new version marks the deletion; history keeps the old ones.
+
+        Returns the deletion version, or None when the resource was already deleted; 404 if unknown.
+        """
+        previous = self._current_for_write(resource_type, id)
+        if previous is None:
+            raise not_found(f"{resource_type}/{id} is not known")
+        if previous.deleted:
+            return None
+        when = _now()
+        version_id = previous.version_id + 1
+        result = self.conn.execute(
+            update(R)
+            .where(R.c.resource_type == resource_type, R.c.id == id, R.c.version_id == previous.version_id)
+            .values(version_id=version_id, last_updated=when, deleted=True, content=None)
+        )
+        if result.rowcount != 1:
+            raise conflict(f"{resource_type}/{id} was changed concurrently; retry the request")
+        self.conn.execute(delete(T).where(T.c.resource_type == resource_type, T.c.id == id))
+        self._new_versions.append({"resource_type": resource_type, "id": id, "version_id": version_id,
+                                   "last_updated": when, "method": "DELETE", "content": None})
+        return StoredResource(resource_type, id, version_id, when, None, "DELETE")
+
+    def conditional_delete(self, query: SearchQuery) -> StoredResource | None:
+        """Conditional delete, single-match mode (http.html#cdelete): 412 when several match."""
+        matches = self.match_ids(query)
+        if len(matches) > 1:
+            raise precondition_failed("the conditional delete matched more than one resource")
+        if not matches:
+            return None
+        return self.delete(query.resource_type or "", matches[0])
+
+    @staticmethod
+    def _check_if_match(previous: StoredResource | None, if_match: str | None, resource_type: str,
+                        id: str) -> None:
+        if if_match is None:
+            return
+        expected = parse_etag(if_match)
+        if previous is None or previous.deleted or previous.version_id != expected:
+            have = "no current version" if previous is None or previous.deleted else f"version {previous.version_id}"
+            raise precondition_failed(f"If-Match asked for version {expected} of {resource_type}/{id}, "
+                                      f"which has {have}")
+
+    # -- history and search -------------------------------------------------------------------------
+    def history(self, resource_type: str | None = None, id: str | None = None, *, since: datetime | None = None,
+                at: datetime | None = None, count: int = 50, before_seq: int | None = None
+                ) -> list[StoredResource]:
+        """history (http.html#history): newest first, paged by the version sequence."""
+        self.flush()
+        stmt = select(V.c.seq, V.c.resource_type, V.c.id, V.c.version_id, V.c.last_updated, V.c.method,
+                      V.c.content)
+        if resource_type is not None:
+            stmt = stmt.where(V.c.resource_type == resource_type)
+        if id is not None:
+            stmt = stmt.where(V.c.id == id)
+        if since is not None:
+            stmt = stmt.where(V.c.last_updated >= since)
+        if at is not None:
+            later = V.alias("later")
+            stmt = stmt.where(V.c.last_updated <= at).where(~select(later.c.seq).where(
+                and_(later.c.resource_type == V.c.resource_type, later.c.id == V.c.id,
+                     later.c.version_id > V.c.version_id, later.c.last_updated <= at)).exists())
+        if before_seq is not None:
+            stmt = stmt.where(V.c.seq < before_seq)
+        stmt = stmt.order_by(V.c.seq.desc()).limit(count)
+        return [
+            StoredResource(r.resource_type, r.id, r.version_id, r.last_updated, r.content, r.method, r.seq)
+            for r in self.conn.execute(stmt)
+        ]
+
+    def search(self, query: SearchQuery, *, count: int,
+               after: tuple[str, str] | None = None) -> SearchPage:
+        """search (search.html) over the parameters search/parse.py understands; keyset-paged."""
+        self.flush()
+        rows = self.conn.execute(sql.select_page(query, count + 1, after)).all()
+        total = self.conn.execute(sql.select_count(query)).scalar_one()
+        page = [StoredResource(r.resource_type, r.id, r.version_id, r.last_updated, r.content) for r in rows[:count]]
+        next_cursor = (page[-1].resource_type, page[-1].id) if len(rows) > count and page else None
+        return SearchPage(page, total, next_cursor)
+
+    def match_ids(self, query: SearchQuery, limit: int = 2) -> list[str]:
+        """Ids of up to `limit` current matches, for conditional interactions and references."""
+        if query.resource_type is None:
+            raise bad_request("conditional criteria need a resource type")
+        if not query.criteria:
+            raise bad_request("a conditional interaction needs search criteria")
+        self.flush()
+        return [row.id for row in self.conn.execute(sql.select_ids(query, limit))]
+
+
+@contextmanager
+def open_repository(engine: Engine, *, write: bool) -> Iterator[SqlRepository]:
+    """A repository over one database transaction: committed at the end, rolled back on error."""
+    with unit_of_work(engine, write=write) as conn:
+        repo = SqlRepository(conn)
+        yield repo
+        repo.flush()

@@ -1,0 +1,96 @@
+"""Generate the trimmed copies of HL7's R4 definitions and examples that CareWeave checks in.
+
+Source: the npm package hl7.fhir.r4.examples@4.0.1 (CC0). Run from the repository root:
+
+    python scripts/make_definitions.py            # runs `npm pack` into a temporary folder
+    python scripts/make_definitions.py --package hl7.fhir.r4.examples-4.0.1.tgz
+
+Writes
+- fhir_server/fhir/definitions/resources.json: every R4 resource type with its summary, mandatory and
+  backbone element paths (from the StructureDefinitions' snapshots), used by _summary and _elements.
+- tests/data/r4-examples/<Type>-<id>.json: the official examples of the resource types the round-trip
+  test covers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+PACKAGE = "hl7.fhir.r4.examples@4.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+DEFINITIONS = ROOT / "fhir_server" / "fhir" / "definitions"
+EXAMPLES = ROOT / "tests" / "data" / "r4-examples"
+ROUND_TRIP_TYPES = {
+    "Patient", "Practitioner", "PractitionerRole", "Organization", "CarePlan", "CareTeam", "Goal",
+    "Condition", "Observation", "MedicationStatement", "MedicationRequest", "ServiceRequest",
+    "CommunicationRequest", "Communication", "Task", "Consent", "EpisodeOfCare", "DocumentReference", "Group",
+}
+
+
+def fetch_package(dest: Path) -> Path:
+    out = subprocess.run(
+        ["npm", "pack", PACKAGE, "--silent", "--pack-destination", str(dest)],
+        check=True, capture_output=True, text=True,
+    )
+    return dest / out.stdout.strip().splitlines()[-1]
+
+
+def resource_definition(sd: dict) -> dict:
+    """Summary, mandatory and backbone paths of one resource's snapshot (elementdefinition.html)."""
+    summary, mandatory, backbone = [], [], []
+    root = sd["type"]
+    for element in sd["snapshot"]["element"]:
+        path = element["path"]
+        if path == root:
+            continue
+        types = [t["code"] for t in element.get("type", [])]
+        if element.get("isSummary"):
+            summary.append(path)
+        if element.get("min", 0) > 0 and path.count(".") == 1:
+            mandatory.append(path)
+        if types and types[0] in ("BackboneElement", "Element") and "contentReference" not in element:
+            backbone.append(path)
+    return {"summary": summary, "mandatory": mandatory, "backbone": backbone}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--package", type=Path, help="a local copy of the npm tarball")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tgz = args.package or fetch_package(Path(tmp))
+        resources: dict[str, dict] = {}
+        examples: dict[str, bytes] = {}
+        with tarfile.open(tgz) as tar:
+            for member in tar:
+                name = member.name.removeprefix("package/")
+                if not name.endswith(".json") or "/" in name:
+                    continue
+                kind = name.split("-", 1)[0]
+                if kind == "StructureDefinition":
+                    sd = json.load(tar.extractfile(member))
+                    if (sd.get("kind") == "resource" and sd.get("derivation") == "specialization"
+                            and not sd.get("abstract")):
+                        resources[sd["type"]] = resource_definition(sd)
+                elif kind in ROUND_TRIP_TYPES:
+                    examples[name] = tar.extractfile(member).read()
+    DEFINITIONS.mkdir(parents=True, exist_ok=True)
+    (DEFINITIONS / "resources.json").write_text(
+        json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "resources": dict(sorted(resources.items()))},
+                   indent=1, sort_keys=False) + "\n"
+    )
+    EXAMPLES.mkdir(parents=True, exist_ok=True)
+    for old in EXAMPLES.glob("*.json"):
+        old.unlink()
+    for name, data in sorted(examples.items()):
+        (EXAMPLES / name).write_bytes(data)
+    print(f"{len(resources)} resource types, {len(examples)} examples")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Shared fixtures: every store and API test runs on SQLite and, when FHIR_TEST_POSTGRES_URL is set,
+on PostgreSQL, each test session in a fresh database of its own."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, delete, text
+from sqlalchemy.engine import make_url
+
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from fhir_server.store.tables import ALL_TABLES
+
+BASE_URL = "http://testserver/fhir"
+POSTGRES_URL = os.environ.get("FHIR_TEST_POSTGRES_URL")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORPORA = SHARED / "corpora"
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (and xdist worker), dropped at the end."""
+    if not POSTGRES_URL:
+        pytest.skip("FHIR_TEST_POSTGRES_URL is not set: the PostgreSQL runs are skipped")
+    name = f"careweave_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(request, tmp_path_factory) -> str:
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_database")
+    return f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/fhir.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, base_url=BASE_URL, log_level="WARNING")
+
+
+@pytest.fixture(scope="session")
+def app_client(settings: Settings) -> Iterator[TestClient]:
+    from fhir_server.store.db import make_engine
+    from fhir_server.store.migrate import upgrade
+
+    upgrade(make_engine(settings.database_url))
+    with TestClient(create_app(settings), base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def engine(app_client: TestClient) -> Engine:
+    return app_client.app.state.engine
+
+
+@pytest.fixture
+def client(app_client: TestClient, engine: Engine) -> TestClient:
+    """The API over an empty database."""
+    with engine.begin() as conn:
+        for table in reversed(ALL_TABLES):
+            conn.execute(delete(table))
+    return app_client
+
+
+def pytest_report_header(config) -> str:
+    corpora = "present" if CORPORA.is_dir() else "absent (corpus tests skip)"
+    postgres = POSTGRES_URL or "not set (PostgreSQL runs skip)"
+    return f"careweave: FHIR_TEST_POSTGRES_URL={postgres}; shared corpora {corpora}"
