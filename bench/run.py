@@ -7,7 +7,9 @@ read run per concurrency level, the server's peak RSS; then the server is stoppe
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import signal
 import sys
 import tempfile
 import traceback
@@ -45,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM as an exception, so that the servers are stopped and the database dropped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     corpus = REPO / args.corpus
     if not corpus.is_file():
         print(f"corpus not found: {corpus}", file=sys.stderr)
@@ -54,13 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not available", file=sys.stderr)
         return 2
     RESULTS.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="careweave-bench-") as tmp:
         results = [_run_backend(backend, args, corpus, Path(tmp), wrk) for backend in args.backends]
     pg_version = postgres_version(args.postgres_url) if "postgres" in args.backends else "not used"
-    settings = (f"{args.bundles or 'all'} bundles, {args.clients} ingest clients, {args.workers} server workers, "
-                f"{args.duration} s per read level, load generator {'wrk' if wrk else 'Python (asyncio + httpx)'}")
+    settings = (f"bundles: {args.bundles or 'all'}, ingest clients: {args.clients}, server workers: {args.workers}, "
+                f"seconds per read level: {args.duration}, "
+                f"load generator: {'wrk' if wrk else 'Python (asyncio + httpx)'}")
     command = shlex.join([".venv/bin/python", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])])
-    block = render(results, machine(pg_version), command, settings)
+    block = render(results, machine(pg_version, load_before), command, settings, whole_corpus=args.bundles is None)
     splice(REPO / args.out, block)
     print("\n" + block)
     failed = any(r.error or (r.ingest and r.ingest.failures) for r in results)
@@ -79,10 +85,12 @@ def _run_backend(backend: str, args: argparse.Namespace, corpus: Path, tmp: Path
             migrate(database_url, log)
             with Server(database_url, args.workers, log) as server, RssSampler(server.pid) as rss:
                 print(f"  ingesting with {args.clients} clients into {server.base_url}", flush=True)
-                result.ingest = ingest(server.base_url, iter_bundles(corpus, args.bundles), args.clients)
+                result.ingest = done = ingest(server.base_url, iter_bundles(corpus, args.bundles), args.clients)
+                print(f"  ingested {done.resources:,} resources from {done.ok_bundles} of {done.bundles} bundles "
+                      f"in {done.seconds:.1f} s; {len(done.patient_ids)} Patient ids", flush=True)
                 paths = tmp / f"{backend}-patients.txt"
-                paths.write_text("".join(f"/fhir/Patient/{pid}\n" for pid in result.ingest.patient_ids))
-                for level in args.levels if result.ingest.patient_ids else []:
+                paths.write_text("".join(f"/fhir/Patient/{pid}\n" for pid in done.patient_ids))
+                for level in args.levels if done.patient_ids else []:
                     print(f"  reading Patient by id: {level} connections, {args.duration} s", flush=True)
                     result.reads.append(read_load(wrk, server.origin, paths, level, args.duration))
                 result.peak_rss_mb = rss.peak_mb

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import httpx
 import psycopg
@@ -61,7 +62,7 @@ def migrate(database_url: str, log: Path) -> None:
     env = {**os.environ, "FHIR_DATABASE_URL": database_url}
     with log.open("a") as out:
         done = subprocess.run([FHIR_SERVER, "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                              timeout=300)
+                              timeout=300, check=False)  # a failure is reported with the log's tail
     if done.returncode != 0:
         raise RuntimeError(f"fhir-server migrate exited {done.returncode}:\n{_tail(log)}")
 
@@ -83,7 +84,7 @@ class Server:
                                              stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid = self._process.pid
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         try:
             self._wait_ready()
         except BaseException:
@@ -132,7 +133,7 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator
@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 
-class AuthMode(str, Enum):
+class AuthMode(StrEnum):
     """How requests are authorised. `open` until the SMART issue adds token modes."""
 
     open = "open"

@@ -8,6 +8,8 @@ Source: the npm package hl7.fhir.r4.examples@4.0.1 (CC0). Run from the repositor
 Writes
 - fhir_server/fhir/definitions/resources.json: every R4 resource type with its summary, mandatory and
   backbone element paths (from the StructureDefinitions' snapshots), used by _summary and _elements.
+- fhir_server/fhir/definitions/elements.json: for every resource and complex data type, the type codes
+  of each element path (content references resolved), used to check JSON value types (json.html#primitive).
 - tests/data/r4-examples/<Type>-<id>.json: the official examples of the resource types the round-trip
   test covers.
 """
@@ -58,6 +60,27 @@ def resource_definition(sd: dict) -> dict:
     return {"summary": summary, "mandatory": mandatory, "backbone": backbone}
 
 
+def element_types(sd: dict) -> dict[str, str]:
+    """Element path (without the root) -> "|"-joined type codes, or "#path" for a content reference."""
+    out = {}
+    root = sd["type"]
+    for element in sd["snapshot"]["element"]:
+        path = element["path"]
+        if path == root:
+            continue
+        relative = path[len(root) + 1:]
+        if "contentReference" in element:
+            out[relative] = "#" + element["contentReference"].lstrip("#").split(".", 1)[1]
+        else:
+            out[relative] = "|".join(_type_code(t["code"]) for t in element.get("type", []))
+    return out
+
+
+def _type_code(code: str) -> str:
+    # Element.id and primitive values are typed with FHIRPath system types in the snapshots.
+    return {"http://hl7.org/fhirpath/System.String": "string"}.get(code, code)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--package", type=Path, help="a local copy of the npm tarball")
@@ -65,6 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tgz = args.package or fetch_package(Path(tmp))
         resources: dict[str, dict] = {}
+        elements: dict[str, dict] = {}
         examples: dict[str, bytes] = {}
         with tarfile.open(tgz) as tar:
             for member in tar:
@@ -74,9 +98,11 @@ def main() -> None:
                 kind = name.split("-", 1)[0]
                 if kind == "StructureDefinition":
                     sd = json.load(tar.extractfile(member))
-                    if (sd.get("kind") == "resource" and sd.get("derivation") == "specialization"
-                            and not sd.get("abstract")):
+                    specialization = sd.get("derivation") == "specialization" or sd["type"] == "Element"
+                    if sd.get("kind") == "resource" and specialization and not sd.get("abstract"):
                         resources[sd["type"]] = resource_definition(sd)
+                    if sd.get("kind") in ("resource", "complex-type") and specialization:
+                        elements[sd["type"]] = element_types(sd)
                 elif kind in ROUND_TRIP_TYPES:
                     examples[name] = tar.extractfile(member).read()
     DEFINITIONS.mkdir(parents=True, exist_ok=True)
@@ -84,12 +110,16 @@ def main() -> None:
         json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "resources": dict(sorted(resources.items()))},
                    indent=1, sort_keys=False) + "\n"
     )
+    (DEFINITIONS / "elements.json").write_text(
+        json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "types": dict(sorted(elements.items()))},
+                   separators=(",", ":")) + "\n"
+    )
     EXAMPLES.mkdir(parents=True, exist_ok=True)
     for old in EXAMPLES.glob("*.json"):
         old.unlink()
     for name, data in sorted(examples.items()):
         (EXAMPLES / name).write_bytes(data)
-    print(f"{len(resources)} resource types, {len(examples)} examples")
+    print(f"{len(resources)} resource types, {len(elements)} element maps, {len(examples)} examples")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.negotiate import StoredJSON
 from fhir_server.api.searching import criteria_from_string
-from fhir_server.fhir.errors import FhirError, Issue, bad_request, error
 from fhir_server.fhir.definitions import resource_types
+from fhir_server.fhir.errors import FhirError, Issue, bad_request, error
 from fhir_server.search.dates import format_instant
 from fhir_server.store.repository import StoredResource, new_id
 
@@ -218,7 +218,8 @@ def _issue(data: dict) -> Issue:
                  tuple(data.get("expression", ())))
 
 
-def _entry_response(status: int, stored: StoredResource | None, response: FhirResponse | None, include_body: bool = False) -> dict:
+def _entry_response(status: int, stored: StoredResource | None, response: FhirResponse | None,
+                    include_body: bool = False) -> dict:
     result: dict = {"status": _status_line(status)}
     if stored is not None:
         result["location"] = f"{stored.resource_type}/{stored.id}/_history/{stored.version_id}"

@@ -49,8 +49,11 @@ def fhir_router(server: Server, *, max_body_bytes: int) -> APIRouter:
 
     def _respond(response: FhirResponse, req: FhirRequest, started: float) -> Response:
         pretty = (req.param("_pretty") or "").lower() == "true"
-        body = b"" if req.method == "HEAD" else render(response.body, response.raw, pretty)
+        body = render(response.body, response.raw, pretty)
         headers = dict(response.headers)
+        if req.method == "HEAD":  # the headers a GET would send, without its body (RFC 9110 9.3.2)
+            headers["content-length"] = str(len(body))
+            body = b""
         media = FHIR_JSON + "; charset=utf-8" if (response.body is not None or response.raw is not None) else None
         observe(response.interaction, response.resource_type, response.status, time.perf_counter() - started,
                 engine.pool.checkedout() if hasattr(engine.pool, "checkedout") else 0)

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
-
 from fhir_server.api.execute import Server, execute
 from fhir_server.api.messages import FhirRequest
+from fhir_server.fhir import jsonio
 
 NDJSON_CHUNK = 500
 
@@ -69,7 +68,7 @@ def _units_from_ndjson(source: str, lines: Iterator[bytes]) -> Iterator[Unit]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        chunk.append(orjson.loads(line))
+        chunk.append(jsonio.loads(line))
         if len(chunk) == NDJSON_CHUNK:
             yield Unit(f"{source}:{start}-{number}", _batch(chunk))
             chunk, start = [], number + 1
@@ -83,7 +82,7 @@ def _read_member(name: str, data: bytes) -> Iterator[Unit]:
     if name.endswith(".ndjson"):
         yield from _units_from_ndjson(name, iter(data.splitlines()))
     else:
-        yield from _units_from_json(name, orjson.loads(data))
+        yield from _units_from_json(name, jsonio.loads(data))
 
 
 def units(paths: list[Path]) -> Iterator[Unit | tuple[str, str]]:

@@ -6,8 +6,11 @@ on repeating elements, narrative), so serving it would be unfaithful.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import orjson
 
+from fhir_server.fhir import jsonio
 from fhir_server.fhir.errors import FhirError, Issue, bad_request
 
 FHIR_JSON = "application/fhir+json"
@@ -34,10 +37,11 @@ def check_accept(accept: str | None, format_param: str | None) -> None:
     if not accept:
         return
     types = {_media_type(part) for part in accept.split(",")}
-    if types & (_JSON_TYPES | {"*/*", "application/*", ""}) or any(t.startswith("text/") for t in types - _XML_FORMATS):
+    if types & (_JSON_TYPES | {"*/*", "application/*", ""}):
         return
     if types & _XML_FORMATS:
         raise _xml(406, "Accept asks for XML: this server writes JSON only (application/fhir+json)")
+    raise FhirError(406, [Issue("not-supported", f"cannot answer in {accept!r}; this server writes {FHIR_JSON}")])
 
 
 def _xml(status: int, message: str) -> FhirError:
@@ -60,8 +64,8 @@ def parse_body(content_type: str | None, body: bytes, method: str) -> object:
     if method == "PATCH" and media != JSON_PATCH:
         raise FhirError(415, [Issue("not-supported", f"PATCH takes {JSON_PATCH} (FHIRPath Patch is not supported)")])
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return jsonio.loads(body)
+    except jsonio.JSONDecodeError as exc:
         raise bad_request(f"the body is not valid JSON: {exc}") from None
 
 
@@ -77,19 +81,23 @@ class StoredJSON:
 def _splice(value: object) -> object:
     if isinstance(value, StoredJSON):
         return orjson.Fragment(value.text)
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def _parse(value: object) -> object:
     if isinstance(value, StoredJSON):
-        return orjson.loads(value.text)
+        return jsonio.loads(value.text)
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def render(body: dict | None, raw: str | None, pretty: bool) -> bytes:
     """Serialise a response body; stored JSON text is sent as it is unless _pretty asks for indentation."""
     if raw is not None:
-        return orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2) if pretty else raw.encode()
+        return orjson.dumps(jsonio.loads(raw), default=_parse, option=orjson.OPT_INDENT_2) if pretty else raw.encode()
     if body is None:
         return b""
     if pretty:

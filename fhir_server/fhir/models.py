@@ -9,12 +9,13 @@ JSON-level checks only, until the profile validator checks them against their St
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from functools import cache
 
 import pydantic
 from fhir.resources.R4B import get_fhir_model_class
 
-from fhir_server.fhir.definitions import resource_types
+from fhir_server.fhir.definitions import element_types, resource_types
 from fhir_server.fhir.errors import FhirError, Issue
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -39,7 +40,8 @@ def validate_resource(resource: object, expected_type: str | None = None) -> dic
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str) or resource_type not in resource_types():
         raise FhirError(
-            400, [Issue("structure", f"unknown or missing resourceType: {resource_type!r}", expression=("resourceType",))]
+            400, [Issue("structure", f"unknown or missing resourceType: {resource_type!r}",
+                        expression=("resourceType",))]
         )
     if expected_type is not None and resource_type != expected_type:
         raise FhirError(400, [Issue(
@@ -82,33 +84,100 @@ def _fhirpath(resource_type: str, loc: tuple) -> str:
     return path
 
 
+_INTEGERS = frozenset({"integer", "positiveInt", "unsignedInt"})
+
+
+def _json_type_problem(code: str, value: object) -> str | None:
+    """Why `value` cannot be the JSON form of primitive type `code` (json.html#primitive), or None."""
+    if code == "boolean":
+        return None if isinstance(value, bool) else "must be true or false"
+    if code in _INTEGERS:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be a JSON integer"
+    if code == "decimal":
+        ok = isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+        return None if ok else "must be a JSON number"
+    if not isinstance(value, str):
+        return "must be a JSON string"
+    if not value.strip() and code != "xhtml":
+        return "must not be empty or blank"
+    return None
+
+
+def _element_code(types: dict[str, str], prefix: str, key: str) -> str | None:
+    """The type code of JSON property `key` under `prefix`, resolving choice types (valueQuantity)."""
+    name = key[1:] if key.startswith("_") else key
+    code = types.get(f"{prefix}.{name}" if prefix else name)
+    if code is not None:
+        return code
+    for i in range(len(name) - 1, 0, -1):
+        if name[i].isupper():
+            choices = types.get(f"{prefix}.{name[:i]}[x]" if prefix else f"{name[:i]}[x]")
+            if choices is not None:
+                suffix = name[i:].lower()
+                return next((c for c in choices.split("|") if c.lower() == suffix), None)
+    return None
+
+
 def _json_issues(resource: dict, resource_type: str) -> list[Issue]:
-    """FHIR JSON rules that JSON Schema-like models let through (json.html#json, ele-1)."""
+    """FHIR JSON rules the models let through: value types, nulls, empty values (json.html, ele-1)."""
     issues: list[Issue] = []
+    all_types = element_types()
 
-    def walk(value: object, path: str, in_array: bool) -> None:
-        if len(issues) >= _MAX_ISSUES:
+    def problem(path: str, message: str, code: str = "structure") -> None:
+        if len(issues) < _MAX_ISSUES:
+            issues.append(Issue(code, f"{path}: {message}", expression=(path,)))
+
+    def walk_object(obj: dict, type_name: str, prefix: str, path: str) -> None:
+        types = all_types.get(type_name)
+        if types is None:
             return
-        if value is None:
-            if not in_array:
-                issues.append(Issue("structure", f"{path}: null is not allowed here", expression=(path,)))
-        elif isinstance(value, dict):
-            if not value:
-                issues.append(Issue("structure", f"{path}: an element must have a value or children",
-                                    expression=(path,)))
-            for key, child in value.items():
-                if key == "resourceType" and isinstance(child, str):
-                    continue
-                walk(child, f"{path}.{key}", False)
-        elif isinstance(value, list):
-            if not value:
-                issues.append(Issue("structure", f"{path}: arrays must not be empty", expression=(path,)))
-            for i, child in enumerate(value):
-                walk(child, f"{path}[{i}]", True)
-        elif isinstance(value, str) and not value.strip() and not path.endswith(".div"):
-            issues.append(Issue("value", f"{path}: strings must not be empty or blank", expression=(path,)))
+        for key, child in obj.items():
+            if key == "resourceType" and not prefix:
+                continue
+            code = _element_code(types, prefix, key)
+            if code is None:
+                continue  # unknown elements are reported by the model
+            if code.startswith("#"):
+                code, element_prefix = "BackboneElement", code[1:]
+            else:
+                element_prefix = f"{prefix}.{key}" if prefix else key
+            items = child if isinstance(child, list) else [child]
+            if isinstance(child, list) and not child:
+                problem(f"{path}.{key}", "arrays must not be empty")
+            for index, item in enumerate(items):
+                where = f"{path}.{key}[{index}]" if isinstance(child, list) else f"{path}.{key}"
+                walk_value(item, code, key.startswith("_"), type_name, element_prefix, where,
+                           in_array=isinstance(child, list))
 
-    for key, child in resource.items():
-        if key != "resourceType":
-            walk(child, f"{resource_type}.{key}", False)
+    def walk_value(value: object, code: str, extension_part: bool, type_name: str, prefix: str, path: str,
+                   in_array: bool) -> None:
+        if value is None:
+            if not in_array:  # null only pads arrays of primitives that carry extensions
+                problem(path, "null is not allowed here")
+            return
+        if extension_part or code[:1].islower():
+            if extension_part:
+                if not isinstance(value, dict):
+                    problem(path, "must be a JSON object holding id and/or extension")
+                return
+            message = _json_type_problem(code, value)
+            if message:
+                problem(path, message, "value")
+            return
+        if not isinstance(value, dict):
+            problem(path, f"must be a JSON object ({code})")
+            return
+        if not value:
+            problem(path, "an element must have a value or children")
+            return
+        if code in ("BackboneElement", "Element") and all_types.get(type_name, {}).get(prefix) is not None:
+            walk_object(value, type_name, prefix, path)
+        elif code == "Resource":
+            inner = value.get("resourceType")
+            if isinstance(inner, str):
+                walk_object(value, inner, "", path)
+        else:
+            walk_object(value, code, "", path)
+
+    walk_object(resource, resource_type, "", resource_type)
     return issues

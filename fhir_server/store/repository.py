@@ -12,18 +12,17 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Protocol
 
 import jsonpatch
-import orjson
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from fhir_server.fhir.errors import bad_request, conflict, gone, not_found, precondition_failed, \
-    unprocessable
+from fhir_server.fhir import jsonio
+from fhir_server.fhir.errors import bad_request, conflict, gone, not_found, precondition_failed, unprocessable
 from fhir_server.fhir.models import ID_PATTERN, validate_resource
 from fhir_server.search.dates import format_instant
 from fhir_server.search.index import token_rows
@@ -58,7 +57,7 @@ class StoredResource:
     @property
     def last_modified(self) -> str:
         """RFC 7231 HTTP-date for the Last-Modified header."""
-        return format_datetime(self.last_updated.replace(tzinfo=timezone.utc), usegmt=True)
+        return format_datetime(self.last_updated.replace(tzinfo=UTC), usegmt=True)
 
     @property
     def reference(self) -> str:
@@ -68,7 +67,7 @@ class StoredResource:
         """The parsed body; only for callers that must change or filter it."""
         if self.content is None:
             raise ValueError("a deleted version has no body")
-        return orjson.loads(self.content)
+        return jsonio.loads(self.content)
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def new_id() -> str:
 
 
 def _now() -> datetime:
-    moment = datetime.now(timezone.utc).replace(tzinfo=None)
+    moment = datetime.now(UTC).replace(tzinfo=None)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
@@ -225,7 +224,7 @@ class SqlRepository:
         meta["lastUpdated"] = format_instant(when)
         body = {"resourceType": resource_type, "id": id, "meta": meta}
         body.update((k, v) for k, v in resource.items() if k not in body)
-        return orjson.dumps(body).decode()
+        return jsonio.dumps(body)
 
     def _index(self, resource_type: str, id: str, resource: dict) -> None:
         self._new_tokens.extend(
@@ -272,8 +271,8 @@ class SqlRepository:
                 return self.read(resource["resourceType"], matches[0]), False
         return self._write(resource, resource["resourceType"], id or new_id(), None, "POST"), True
 
-    def update(self, resource_type: str, id: str, resource: dict, *,
-               if_match: str | None = None) -> tuple[StoredResource, bool]:
+    def update(self, resource_type: str, id: str, resource: dict, *, if_match: str | None = None,
+               method: str = "PUT") -> tuple[StoredResource, bool]:
         """update (http.html#update), creating when the id is new; If-Match for versioned update."""
         validate_resource(resource, resource_type)
         if not ID_PATTERN.match(id):
@@ -285,7 +284,7 @@ class SqlRepository:
         previous = self._current_for_write(resource_type, id)
         self._check_if_match(previous, if_match, resource_type, id)
         created = previous is None or previous.deleted
-        return self._write(resource, resource_type, id, previous, "PUT"), created
+        return self._write(resource, resource_type, id, previous, method), created
 
     def conditional_update(self, query: SearchQuery, resource: dict, *, new_id: str | None = None,
                            if_match: str | None = None) -> tuple[StoredResource, bool]:
@@ -320,7 +319,7 @@ class SqlRepository:
         if not isinstance(patched, dict) or patched.get("resourceType") != resource_type or patched.get("id") != id:
             raise unprocessable("a patch must not change the resourceType or id")
         patched.get("meta", {}).pop("versionId", None)
-        stored, _ = self.update(resource_type, id, patched, if_match=if_match)
+        stored, _ = self.update(resource_type, id, patched, if_match=if_match, method="PATCH")
         return stored
 
     def delete(self, resource_type: str, id: str) -> StoredResource | None:

@@ -9,7 +9,6 @@ from fhir_server.fhir.errors import bad_request
 from fhir_server.search.dates import format_instant, parse_instant
 
 _PARAMS = {"_since", "_at", "_count", "_cursor", "_format", "_pretty"}
-_STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
 
 
 def _instant(req: FhirRequest, name: str):
@@ -39,8 +38,8 @@ def history(req: FhirRequest, ctx: Context, resource_type: str | None = None, id
     own = [(k, v) for k, v in req.params if k != "_cursor"]
     bundle: dict = {"resourceType": "Bundle", "type": "history",
                     "link": [{"relation": "self", "url": link(ctx, path, req.params)}]}
-    if len(versions) > count:
-        versions = versions[:count]
+    more, versions = len(versions) > count, versions[:count]
+    if more and versions:
         bundle["link"].append({"relation": "next", "url": link(ctx, path, [*own, ("_cursor", str(versions[-1].seq))])})
     entries = []
     for stored in versions:
@@ -50,7 +49,9 @@ def history(req: FhirRequest, ctx: Context, resource_type: str | None = None, id
         method = stored.method
         url = stored.resource_type if method == "POST" else f"{stored.resource_type}/{stored.id}"
         entry["request"] = {"method": method, "url": url}
-        entry["response"] = {"status": _STATUS[method], "etag": stored.etag,
+        # Version 1 was a create whichever method made it; deletes answer 200 here (see delete.py).
+        status = "201 Created" if stored.version_id == 1 else "200 OK"
+        entry["response"] = {"status": status, "etag": stored.etag,
                              "lastModified": format_instant(stored.last_updated)}
         entries.append(entry)
     if entries:

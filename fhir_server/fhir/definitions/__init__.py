@@ -32,3 +32,9 @@ def resource_definitions() -> dict[str, ResourceDefinition]:
 def resource_types() -> frozenset[str]:
     """Every concrete resource type of FHIR R4 4.0.1."""
     return frozenset(resource_definitions())
+
+
+@cache
+def element_types() -> dict[str, dict[str, str]]:
+    """Type name -> element path within it -> `|`-joined type codes, or `#path` for a content reference."""
+    return json.loads((_HERE / "elements.json").read_text())["types"]

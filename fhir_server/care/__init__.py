@@ -1,0 +1,1 @@
+"""Care-coordination program features."""
