@@ -105,6 +105,7 @@ def _transaction(entries: list[Entry], ctx: Context, dispatch: Dispatch, prefer:
     for entry in deletes:
         _run(entry, ctx, dispatch, prefer)
     identities = _assign_identities([e for e in ordered if e.method in ("POST", "PUT")], ctx)
+    _check_overlaps(ordered)
     for entry in entries:
         if isinstance(entry.resource, dict):
             entry.resource = _rewrite(entry.resource, identities, ctx, entry)
@@ -157,6 +158,22 @@ def _assign_identities(writes: list[Entry], ctx: Context) -> dict[str, str]:
         if entry.full_url:
             identities[entry.full_url] = f"{resource_type}/{target}"
     return identities
+
+
+def _check_overlaps(entries: list[Entry]) -> None:
+    """No two writes of one transaction may touch the same resource (http.html#trules): 409."""
+    seen: dict[str, Entry] = {}
+    for entry in entries:
+        if entry.method not in ("DELETE", "POST", "PUT", "PATCH") or entry.params:
+            continue  # conditional deletes are resolved when they run, and match current resources only
+        target = entry.path if entry.method != "POST" else f"{entry.path}/{entry.assigned_id or ''}"
+        if entry.method == "POST" and entry.response is not None:  # ifNoneExist matched
+            target = entry.response["response"]["location"].rsplit("/_history", 1)[0]
+        if target in seen:
+            raise FhirError(409, [Issue("conflict", f"{seen[target].label} and {entry.label} both change {target}; "
+                                                    "a transaction may change each resource once",
+                                        expression=(seen[target].label, entry.label))])
+        seen[target] = entry
 
 
 def _body_id(entry: Entry) -> str | None:

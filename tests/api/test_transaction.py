@@ -200,3 +200,17 @@ def test_transaction_with_absolute_request_url_on_this_server(client):
     foreign = tx({"resource": {"resourceType": "Patient", "id": "abs"},
                   "request": {"method": "PUT", "url": "http://elsewhere.example/fhir/Patient/abs"}})
     assert post_bundle(client, foreign).status_code == 400
+
+
+def test_two_writes_of_one_resource_in_a_transaction_conflict(client, engine):
+    before = _snapshot(engine)
+    bundle = tx(
+        {"resource": {"resourceType": "Patient", "id": "twice"}, "request": {"method": "PUT", "url": "Patient/twice"}},
+        {"resource": {"resourceType": "Patient", "id": "twice", "active": True},
+         "request": {"method": "PUT", "url": "Patient/twice"}},
+    )
+    response = post_bundle(client, bundle)
+    assert response.status_code == 409
+    assert outcome_codes(response) == ["conflict"]
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0]", "Bundle.entry[1]"]
+    assert _snapshot(engine) == before

@@ -1,0 +1,100 @@
+"""A real `fhir-server serve --workers 2` process: logs, metrics across workers, graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+CLI = [sys.executable, "-m", "typer", "fhir_server.cli", "run"]
+SECRET_NAME = "Quokkaworth"  # must never appear in logs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live(tmp_path):
+    port = free_port()
+    env = {**os.environ, "FHIR_DATABASE_URL": f"sqlite:///{tmp_path}/live.sqlite3",
+           "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True)
+    log = open(tmp_path / "server.log", "w+")
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(base + "/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("server did not become ready: " + (tmp_path / "server.log").read_text())
+    yield base, proc, tmp_path / "server.log"
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def test_logs_are_json_with_request_ids_and_no_bodies(live):
+    base, proc, log_path = live
+    created = httpx.post(base + "/fhir/Patient", json={"resourceType": "Patient", "name": [{"family": SECRET_NAME}]},
+                         headers={"Content-Type": "application/fhir+json", "X-Request-Id": "trace-123"})
+    assert created.status_code == 201
+    assert created.headers["x-request-id"] == "trace-123"
+    search = httpx.get(base + "/fhir/Patient", params={"_id": created.json()["id"], "_elements": SECRET_NAME})
+    assert search.status_code == 200
+    httpx.post(base + "/fhir/Patient", content=b'{"resourceType": "Patient", "name": "' + SECRET_NAME.encode() + b'"}',
+               headers={"Content-Type": "application/fhir+json"})
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert all("request_id" in r for r in records)
+    assert any(r.get("request_id") == "trace-123" and r.get("status") == 201 for r in records)
+    assert SECRET_NAME not in log_path.read_text()
+
+
+def test_metrics_are_summed_over_workers(live):
+    base, _, _ = live
+    for _ in range(20):
+        httpx.get(base + "/fhir/metadata")
+    metrics = httpx.get(base + "/metrics").text
+    line = next(x for x in metrics.splitlines()
+                if x.startswith("fhir_requests_total{") and 'interaction="capabilities"' in x)
+    assert float(line.rsplit(" ", 1)[1]) == 20.0
+
+
+def test_sigterm_lets_in_flight_requests_finish(live):
+    base, proc, _ = live
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": f"obs {i}"}},
+         "request": {"method": "POST", "url": "Observation"}} for i in range(3000)]}
+    result: dict = {}
+
+    def post() -> None:
+        result["response"] = httpx.post(base + "/fhir", json=bundle, timeout=120,
+                                        headers={"Content-Type": "application/fhir+json"})
+
+    worker = threading.Thread(target=post)
+    worker.start()
+    time.sleep(0.5)  # the request is on its way (a 3,000-entry transaction takes seconds to process)
+    proc.send_signal(signal.SIGTERM)
+    worker.join(timeout=120)
+    assert result["response"].status_code == 200
+    assert len(result["response"].json()["entry"]) == 3000
+    assert proc.wait(timeout=60) == 0
