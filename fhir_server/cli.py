@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -78,7 +79,7 @@ def _report(summary: LoadSummary) -> None:
     table.add_row(str(summary.created), str(summary.updated), str(summary.failed))
     console.print(table)
     for reason in summary.reasons:
-        console.print(f"  [red]failed[/red] {reason}")
+        console.print(f"  [red]failed[/red] {escape(reason)}", soft_wrap=True, highlight=False)
 
 
 @app.command()

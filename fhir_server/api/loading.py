@@ -64,16 +64,16 @@ def _units_from_json(source: str, data: object) -> Iterator[Unit]:
 
 def _units_from_ndjson(source: str, lines: Iterator[bytes]) -> Iterator[Unit]:
     chunk: list[dict] = []
-    start = 1
+    start = number = 1
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         chunk.append(jsonio.loads(line))
         if len(chunk) == NDJSON_CHUNK:
-            yield Unit(f"{source}:{start}-{number}", _batch(chunk))
+            yield Unit(f"{source} lines {start}-{number}", _batch(chunk))
             chunk, start = [], number + 1
     if chunk:
-        yield Unit(f"{source}:{start}-", _batch(chunk))
+        yield Unit(f"{source} lines {start}-{number}", _batch(chunk))
 
 
 def _read_member(name: str, data: bytes) -> Iterator[Unit]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fhirjson import FHIR_JSON
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -9,12 +11,14 @@ from hypothesis import strategies as st
 KEYS = st.sampled_from(["resourceType", "id", "meta", "name", "given", "family", "gender", "birthDate", "active",
                         "identifier", "system", "value", "extension", "url", "valueString", "_birthDate", "text",
                         "telecom", "x", ""])
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12),
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                    st.text(max_size=12),
                     st.sampled_from(["Patient", "male", "2020-01-01", "Observation", "urn:uuid:1"]))
 JSON = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                       st.dictionaries(KEYS, inner, max_size=5)), max_leaves=20)
 RESOURCES = st.dictionaries(KEYS, JSON, max_size=6).map(lambda d: {"resourceType": "Patient", **d})
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "120")), deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _count(client) -> int:

@@ -40,7 +40,7 @@ def test_racing_creates_of_one_id(client, engine):
             with open_repository(engine, write=True) as repo:
                 stored, created = repo.update("Patient", "race", {"resourceType": "Patient", "id": "race",
                                                                   "gender": "female"})
-                outcome["result"] = (stored.version_id, created)
+            outcome["result"] = (stored.version_id, created)  # committed
         except FhirError as exc:
             outcome["error"] = exc.status
 
