@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from fhir_server.api.execute import Server
-from fhir_server.api.http import fhir_router
-from fhir_server.api.observability import configure_logging, metrics_text, new_request_id, request_id
+from fhir_server.api.http import fhir_routes
+from fhir_server.api.observability import RequestIdMiddleware, configure_logging, metrics_text
 from fhir_server.config import Settings, load_settings
 from fhir_server.store.db import database_label, make_engine
 from fhir_server.store.migrate import is_current
@@ -34,15 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   openapi_url=None)
     app.state.engine = engine
 
-    @app.middleware("http")
-    async def with_request_id(request: Request, call_next):
-        token = request_id.set(new_request_id(request.headers.get("x-request-id")))
-        try:
-            response = await call_next(request)
-            response.headers["X-Request-Id"] = request_id.get()
-            return response
-        finally:
-            request_id.reset(token)
+    app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
@@ -68,5 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(metrics_text(), media_type="text/plain; version=0.0.4")
 
     server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size)
-    app.include_router(fhir_router(server, max_body_bytes=settings.max_body_bytes))
+    app.router.routes.extend(fhir_routes(server, max_body_bytes=settings.max_body_bytes,
+                                         db_threads=settings.db_threads))
     return app

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     max_page_size: Annotated[int, Field(gt=0, le=10000)] = 1000
     log_level: str = "INFO"
     db_pool_size: Annotated[int, Field(gt=0, le=200)] = 10
+    db_threads: Annotated[int, Field(gt=0, le=200)] = 4
 
     @field_validator("database_url")
     @classmethod

@@ -83,6 +83,15 @@ def _shape(segments: list[str]) -> tuple[str, list[str]]:
     raise error(404, "not-found", f"no FHIR interaction at '{'/'.join(segments)}'")
 
 
+def is_point_read(req: FhirRequest) -> bool:
+    """read or vread: a primary-key lookup of one row, bounded in cost whatever the data."""
+    if req.method not in ("GET", "HEAD") or "$" in req.path:
+        return False
+    segments = [s for s in req.path.split("/") if s]
+    return (len(segments) == 2 and not segments[1].startswith("_")) or (
+        len(segments) == 4 and segments[2] == "_history")
+
+
 def dispatch(req: FhirRequest, ctx: Context) -> FhirResponse:
     """Route one request to its interaction; FhirErrors become OperationOutcome responses."""
     interaction, resource_type = "unknown", ""

@@ -8,9 +8,13 @@ from __future__ import annotations
 import logging
 import time
 
-from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
+import anyio.to_thread
+from anyio import CapacityLimiter
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from fhir_server.api.dispatch import is_point_read
 from fhir_server.api.execute import READS, Server, execute
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.negotiate import FHIR_JSON, check_accept, parse_body, render
@@ -21,9 +25,11 @@ log = logging.getLogger("fhir_server.http")
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
-def fhir_router(server: Server, *, max_body_bytes: int) -> APIRouter:
-    router = APIRouter()
+def fhir_routes(server: Server, *, max_body_bytes: int, db_threads: int) -> list[Route]:
+    """Plain Starlette routes for /fhir: FastAPI's dependency machinery has nothing to do here."""
     engine = server.engine
+    # Requests beyond `db_threads` wait in the event loop rather than in threads contending for the GIL.
+    limiter = CapacityLimiter(db_threads)
 
     def handle(req: FhirRequest, raw_body: bytes, content_type: str | None) -> FhirResponse:
         try:
@@ -44,7 +50,11 @@ def fhir_router(server: Server, *, max_body_bytes: int) -> APIRouter:
                 raw_body = await _read_body(request, max_body_bytes)
             except FhirError as exc:
                 return _respond(FhirResponse(exc.status, exc.outcome()), req, started)
-        response = await run_in_threadpool(handle, req, raw_body, request.headers.get("content-type"))
+        if is_point_read(req):  # one indexed row: cheaper to run here than to hand over to a thread
+            response = handle(req, raw_body, None)
+        else:
+            response = await anyio.to_thread.run_sync(handle, req, raw_body, request.headers.get("content-type"),
+                                                       limiter=limiter)
         return _respond(response, req, started)
 
     def _respond(response: FhirResponse, req: FhirRequest, started: float) -> Response:
@@ -62,9 +72,7 @@ def fhir_router(server: Server, *, max_body_bytes: int) -> APIRouter:
             "status": response.status, "ms": round((time.perf_counter() - started) * 1000, 2)}})
         return Response(body, status_code=response.status, headers=headers, media_type=media)
 
-    router.add_api_route("/fhir", endpoint, methods=_METHODS, include_in_schema=False)
-    router.add_api_route("/fhir/{path:path}", endpoint, methods=_METHODS, include_in_schema=False)
-    return router
+    return [Route("/fhir", endpoint, methods=_METHODS), Route("/fhir/{path:path}", endpoint, methods=_METHODS)]
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -51,8 +51,12 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             # The exception's type and frames only: messages of driver errors can quote statement values.
-            exc_type = record.exc_info[0]
+            exc_type, exc = record.exc_info[0], record.exc_info[1]
             entry["error"] = exc_type.__name__ if exc_type else "unknown"
+            orig = getattr(exc, "orig", None)  # the driver's error: its SQLSTATE and class say what failed
+            if orig is not None:
+                entry["driver_error"] = type(orig).__name__
+                entry["sqlstate"] = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
             entry["trace"] = "".join(traceback.format_tb(record.exc_info[2]))
         return orjson.dumps(entry).decode()
 
@@ -74,6 +78,34 @@ def new_request_id(incoming: str | None) -> str:
     if incoming and _INCOMING_ID.match(incoming):
         return incoming
     return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """ASGI middleware: sets the request id for the request's logs and echoes it as X-Request-Id.
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a stream per request.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        rid = new_request_id(incoming)
+        token = request_id.set(rid)
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
 
 
 def observe(interaction: str, resource_type: str, status: int, seconds: float, pool_in_use: int) -> None:

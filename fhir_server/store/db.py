@@ -32,7 +32,9 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     engine = create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True,
+        # No pre-ping: it costs a round trip per request. A connection found dead fails that one request
+        # (503) and the pool drops it; pool_recycle retires connections before idle timeouts bite.
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, hide_parameters=True,
         json_serializer=_json_text, json_deserializer=_json_raw,
     )
 
@@ -81,7 +83,15 @@ def _sqlite_engine(url: str) -> Engine:
 
 @contextmanager
 def unit_of_work(engine: Engine, *, write: bool) -> Iterator[Connection]:
-    """One database transaction: committed when the block ends, rolled back if it raises."""
+    """One database transaction: committed when the block ends, rolled back if it raises.
+
+    Reads on PostgreSQL run in autocommit instead: each read interaction is a single statement, so it
+    sees one snapshot either way, and BEGIN and COMMIT would be two more round trips per request.
+    """
+    if not write and engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+        return
     with engine.connect().execution_options(fhir_write=write) as conn:
         with conn.begin():
             yield conn

@@ -52,8 +52,12 @@ def where_clause(query: SearchQuery) -> list[ColumnElement[bool]]:
 
 
 def select_page(query: SearchQuery, limit: int, after: tuple[str, str] | None) -> Select:
-    """Matches ordered by (type, id), starting after the keyset cursor `after`, `limit` rows."""
-    stmt = select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.content).where(
+    """Matches ordered by (type, id), starting after the keyset cursor `after`, `limit` rows.
+
+    Each row carries the total number of matches, so page and total come from one snapshot.
+    """
+    total = select_count(query).scalar_subquery().label("total")
+    stmt = select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.content, total).where(
         *where_clause(query)
     )
     if after is not None:

@@ -31,8 +31,9 @@ def live(tmp_path):
            "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True)
     log = open(tmp_path / "server.log", "w+")
+    # A session of its own, so teardown can stop the worker processes along with their supervisor.
     proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -41,12 +42,16 @@ def live(tmp_path):
         except httpx.TransportError:
             time.sleep(0.1)
     else:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("server did not become ready: " + (tmp_path / "server.log").read_text())
     yield base, proc, tmp_path / "server.log"
     if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     log.close()
 
 
