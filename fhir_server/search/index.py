@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Index values are cut to this many characters, here and in queries alike: B-tree entries have a size
+# limit (about 2.7 kB on PostgreSQL), and no real code or identifier is this long.
+MAX_INDEXED_CHARS = 512
+
+
+def index_value(value: str | None) -> str | None:
+    return value[:MAX_INDEXED_CHARS] if value is not None else None
+
 
 @dataclass(frozen=True)
 class TokenRow:
@@ -23,7 +31,7 @@ def token_rows(resource: dict) -> list[TokenRow]:
     if not isinstance(identifiers, list):
         return []
     rows = {
-        TokenRow("identifier", ident.get("system"), ident.get("value"))
+        TokenRow("identifier", index_value(ident.get("system")), index_value(ident.get("value")))
         for ident in identifiers
         if isinstance(ident, dict) and (ident.get("system") or ident.get("value"))
     }

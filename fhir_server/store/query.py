@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
 
+from fhir_server.search.index import index_value
 from fhir_server.search.parse import Criterion, DateValue, SearchQuery, TokenValue
 from fhir_server.store.tables import resource_table as R
 from fhir_server.store.tables import token_table as T
@@ -27,9 +28,9 @@ def _date_clause(column, value: DateValue) -> ColumnElement[bool]:
 def _token_clause(resource_type: str, param: str, value: TokenValue) -> ColumnElement[bool]:
     conditions = [T.c.resource_type == resource_type, T.c.id == R.c.id, T.c.param == param]
     if value.code is not None:
-        conditions.append(T.c.code == value.code)
+        conditions.append(T.c.code == index_value(value.code))
     if value.system_given:
-        conditions.append(T.c.system.is_(None) if value.system is None else T.c.system == value.system)
+        conditions.append(T.c.system.is_(None) if value.system is None else T.c.system == index_value(value.system))
     return exists().where(*conditions)
 
 

@@ -313,3 +313,13 @@ def test_conditional_update_without_criteria_is_400(client):
     response = client.put("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON)
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_very_long_identifier_is_stored_and_found(client):
+    value = "v" * 5000
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient",
+                                                 "identifier": [{"system": "urn:long", "value": value}]},
+                          headers=FHIR_JSON)
+    assert created.status_code == 201
+    found = client.get("/fhir/Patient", params={"identifier": f"urn:long|{value}"})
+    assert found.json()["total"] == 1
