@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
+export FHIR_BASE_URL ?= http://$(HOST):$(PORT)/fhir
 
 .PHONY: run test bench install lint clean
 

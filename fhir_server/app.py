@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from fhir_server.api.execute import Server
-from fhir_server.api.http import fhir_routes
+from fhir_server.api.http import FhirFront, fhir_routes
 from fhir_server.api.observability import RequestIdMiddleware, configure_logging, metrics_text
 from fhir_server.config import Settings, load_settings
 from fhir_server.store.db import database_label, make_engine
@@ -34,7 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   openapi_url=None)
     app.state.engine = engine
 
-    app.add_middleware(RequestIdMiddleware)
+    server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size)
+    app.add_middleware(FhirFront, routes=fhir_routes(server, max_body_bytes=settings.max_body_bytes,
+                                                     db_threads=settings.db_threads))
+    app.add_middleware(RequestIdMiddleware)  # added last, so outermost: /fhir requests get their ids too
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
@@ -59,7 +62,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(metrics_text(), media_type="text/plain; version=0.0.4")
 
-    server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size)
-    app.router.routes.extend(fhir_routes(server, max_body_bytes=settings.max_body_bytes,
-                                         db_threads=settings.db_threads))
     return app

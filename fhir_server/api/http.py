@@ -12,7 +12,8 @@ import anyio.to_thread
 from anyio import CapacityLimiter
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_server.api.dispatch import is_point_read
 from fhir_server.api.execute import READS, Server, execute
@@ -73,6 +74,25 @@ def fhir_routes(server: Server, *, max_body_bytes: int, db_threads: int) -> list
         return Response(body, status_code=response.status, headers=headers, media_type=media)
 
     return [Route("/fhir", endpoint, methods=_METHODS), Route("/fhir/{path:path}", endpoint, methods=_METHODS)]
+
+
+class FhirFront:
+    """ASGI middleware that answers /fhir itself, ahead of the framework's exception and routing layers.
+
+    Those layers cost about a tenth of a point read; the FHIR endpoint turns every error into an
+    OperationOutcome on its own and needs neither.
+    """
+
+    def __init__(self, app: ASGIApp, routes: list[Route]) -> None:
+        self.app = app
+        self.router = Router(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/fhir" or path.startswith("/fhir/")):
+            await self.router(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
