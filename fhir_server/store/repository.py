@@ -101,10 +101,14 @@ class Repository(Protocol):
     def savepoint(self): ...
 
 
-# Built once: the point read is the hottest statement, and a reused statement skips SQL compilation.
-_CURRENT = select(R.c.version_id, R.c.last_updated, R.c.content).where(
-    R.c.resource_type == bindparam("rt"), R.c.id == bindparam("id"))
-_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+# The read by id is the hottest statement: it is sent as driver SQL, which skips SQLAlchemy's statement
+# building and caching (a quarter of the read's cost). Values come back as the driver gives them.
+_POINT_READ = {
+    "postgresql": "SELECT version_id, last_updated, content FROM resource WHERE resource_type = %(rt)s AND id = %(id)s",
+    "sqlite": "SELECT version_id, last_updated, content FROM resource WHERE resource_type = :rt AND id = :id",
+}
+_CURRENT_FOR_UPDATE = select(R.c.version_id, R.c.last_updated, R.c.content).where(
+    R.c.resource_type == bindparam("rt"), R.c.id == bindparam("id")).with_for_update()
 
 
 def new_id() -> str:
@@ -175,15 +179,22 @@ class SqlRepository:
     def _current(self, resource_type: str, id: str, *, for_update: bool = False) -> StoredResource | None:
         """The current row; `for_update` locks it on PostgreSQL until the transaction ends."""
         self.flush()
-        stmt = _CURRENT_FOR_UPDATE if for_update and self._for_update else _CURRENT
-        row = self.conn.execute(stmt, {"rt": resource_type, "id": id}).first()
+        params = {"rt": resource_type, "id": id}
+        if for_update and self._for_update:
+            row = self.conn.execute(_CURRENT_FOR_UPDATE, params).first()
+        else:
+            row = self.conn.exec_driver_sql(_POINT_READ[self.conn.dialect.name], params).first()
         if row is None:
             return None
-        return StoredResource(resource_type, id, row.version_id, row.last_updated, row.content)
+        last_updated = row[1] if isinstance(row[1], datetime) else datetime.fromisoformat(row[1])
+        return StoredResource(resource_type, id, row[0], last_updated, row[2])
 
     def read(self, resource_type: str, id: str) -> StoredResource:
         """read (http.html#read): the current version; 404 if unknown, 410 if deleted."""
-        current = self._current(resource_type, id)
+        return self._existing(resource_type, id)
+
+    def _existing(self, resource_type: str, id: str, *, for_update: bool = False) -> StoredResource:
+        current = self._current(resource_type, id, for_update=for_update)
         if current is None:
             raise not_found(f"{resource_type}/{id} is not known")
         if current.deleted:
@@ -284,7 +295,6 @@ class SqlRepository:
                            if_match: str | None = None) -> tuple[StoredResource, bool]:
         """Conditional update (http.html#cond-update): no match creates, one match updates, more is 412."""
         resource_type = query.resource_type or ""
-        validate_resource(resource, resource_type)
         matches = self.match_ids(query)
         if len(matches) > 1:
             raise precondition_failed("the conditional update matched more than one resource")
@@ -300,8 +310,13 @@ class SqlRepository:
 
     def patch(self, resource_type: str, id: str, operations: object, *,
               if_match: str | None = None) -> StoredResource:
-        """patch with JSON Patch (http.html#patch, RFC 6902)."""
-        current = self.read(resource_type, id)
+        """patch with JSON Patch (http.html#patch, RFC 6902).
+
+        The version patched is the version replaced: it is read under the write lock and passed on as an
+        If-Match, so a concurrent change can never be overwritten with a patch of older content.
+        """
+        current = self._existing(resource_type, id, for_update=True)
+        self._check_if_match(current, if_match, resource_type, id)
         try:
             patch = jsonpatch.JsonPatch(operations)  # type: ignore[arg-type]
             patched = patch.apply(current.resource())
@@ -312,8 +327,7 @@ class SqlRepository:
             raise bad_request(f"invalid JSON Patch document: {exc}") from None
         if not isinstance(patched, dict) or patched.get("resourceType") != resource_type or patched.get("id") != id:
             raise unprocessable("a patch must not change the resourceType or id")
-        patched.get("meta", {}).pop("versionId", None)
-        stored, _ = self.update(resource_type, id, patched, if_match=if_match, method="PATCH")
+        stored, _ = self.update(resource_type, id, patched, if_match=current.etag, method="PATCH")
         return stored
 
     def delete(self, resource_type: str, id: str) -> StoredResource | None:
