@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.negotiate import StoredJSON
-from fhir_server.api.searching import criteria_from_string
+from fhir_server.api.searching import criteria_from_params, criteria_from_string
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import FhirError, Issue, bad_request, error
 from fhir_server.search.dates import format_instant
@@ -144,7 +144,7 @@ def _assign_identities(writes: list[Entry], ctx: Context) -> dict[str, str]:
                 entry.assigned_id = target = new_id()
                 entry.headers.pop("if-none-exist", None)
         elif entry.params:  # conditional update: resolve it now so references to it can be rewritten
-            query = criteria_from_string(resource_type, "&".join(f"{k}={v}" for k, v in entry.params), ctx)
+            query = criteria_from_params(resource_type, entry.params, ctx)
             matches = ctx.repo.match_ids(query)
             if len(matches) > 1:
                 raise _entry_error(entry, FhirError(412, [Issue("duplicate", "the conditional update matched "

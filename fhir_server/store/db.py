@@ -97,10 +97,6 @@ def unit_of_work(engine: Engine, *, write: bool) -> Iterator[Connection]:
             yield conn
 
 
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
 def database_label(engine: Engine) -> str:
     """Backend and database name for logs, without credentials."""
     return f"{engine.dialect.name}:{os.path.basename(str(engine.url.database or 'memory'))}"

@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BASE_URL, CORPORA, POSTGRES_URL
+from conftest import BASE_URL, CORPORA, POSTGRES_URL, fresh_postgres_database
 from fastapi.testclient import TestClient
 from fhirjson import FHIR_JSON
 from sqlalchemy import Engine, text
@@ -62,11 +63,13 @@ def test_cli_load_of_the_whole_corpus(tmp_path):
 
 
 @pytest.fixture
-def corpus_database(tmp_path, request) -> str:
-    """PostgreSQL when CI provides it (the production backend), else SQLite."""
+def corpus_database(tmp_path) -> Iterator[str]:
+    """A database of its own: PostgreSQL when CI provides it (the production backend), else SQLite."""
     if POSTGRES_URL:
-        return request.getfixturevalue("postgres_database")
-    return f"sqlite:///{tmp_path}/posted.sqlite3"
+        with fresh_postgres_database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path}/posted.sqlite3"
 
 
 def test_post_every_bundle_as_a_transaction(corpus_database):
