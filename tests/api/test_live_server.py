@@ -6,10 +6,12 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -84,8 +86,23 @@ def test_metrics_are_summed_over_workers(live):
     assert float(line.rsplit(" ", 1)[1]) == 20.0
 
 
+def _wait_until_write_lock_is_held(database: Path) -> None:
+    """Return once the server's write transaction holds SQLite's write lock: the request is in flight."""
+    for _ in range(2000):
+        probe = sqlite3.connect(database, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            return
+        finally:
+            probe.close()
+        time.sleep(0.005)
+    pytest.fail("the transaction never started")
+
+
 def test_sigterm_lets_in_flight_requests_finish(live):
-    base, proc, _ = live
+    base, proc, log_path = live
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": f"obs {i}"}},
          "request": {"method": "POST", "url": "Observation"}} for i in range(3000)]}
@@ -97,8 +114,8 @@ def test_sigterm_lets_in_flight_requests_finish(live):
 
     worker = threading.Thread(target=post)
     worker.start()
-    time.sleep(0.5)  # the request is on its way (a 3,000-entry transaction takes seconds to process)
-    proc.send_signal(signal.SIGTERM)
+    _wait_until_write_lock_is_held(log_path.parent / "live.sqlite3")
+    proc.send_signal(signal.SIGTERM)  # while the transaction is being processed
     worker.join(timeout=120)
     assert result["response"].status_code == 200
     assert len(result["response"].json()["entry"]) == 3000
