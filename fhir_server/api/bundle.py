@@ -8,6 +8,8 @@ A batch runs each entry in a savepoint of its own and reports each outcome.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +18,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
-from fhir_server.api.negotiate import StoredJSON
+from fhir_server.api.negotiate import JSON_PATCH, StoredJSON
 from fhir_server.api.searching import criteria_from_params, criteria_from_string
+from fhir_server.fhir import jsonio
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import FhirError, Issue, bad_request, error
 from fhir_server.search.dates import format_instant
@@ -54,7 +57,7 @@ def process(req: FhirRequest, ctx: Context, dispatch: Dispatch) -> FhirResponse:
     kind = body.get("type")
     if kind not in ("batch", "transaction"):
         raise bad_request(f"Bundle.type must be batch or transaction, not {kind!r}", "Bundle.type")
-    entries = _entries(body, ctx)
+    entries = _entries(body, ctx, fail_whole=kind == "transaction")
     prefer = req.headers.get("prefer", "return=minimal")
     if kind == "transaction":
         responses = _transaction(entries, ctx, dispatch, prefer)
@@ -64,39 +67,64 @@ def process(req: FhirRequest, ctx: Context, dispatch: Dispatch) -> FhirResponse:
                         interaction=kind, resource_type="Bundle")
 
 
-def _entries(body: dict, ctx: Context) -> list[Entry]:
+def _entries(body: dict, ctx: Context, *, fail_whole: bool) -> list[Entry]:
+    """The Bundle's entries. A malformed entry fails a transaction, and only its own entry in a batch."""
     raw = body.get("entry", [])
     if not isinstance(raw, list):
         raise bad_request("Bundle.entry must be an array", "Bundle.entry")
-    entries, seen = [], set()
+    entries: list[Entry] = []
+    seen: set[str] = set()
     for i, item in enumerate(raw):
-        where = f"Bundle.entry[{i}]"
-        request = item.get("request") if isinstance(item, dict) else None
-        if not isinstance(request, dict) or not isinstance(request.get("url"), str):
-            raise bad_request(f"{where}: every entry needs request.method and request.url", f"{where}.request")
-        method = request.get("method")
-        if method not in _ORDER:
-            raise bad_request(f"{where}: request.method {method!r} is not GET, HEAD, POST, PUT, PATCH or DELETE",
-                              f"{where}.request.method")
-        url = request["url"]
-        if url.startswith(ctx.base_url + "/"):
-            url = url[len(ctx.base_url) + 1:]
-        parts = urlsplit(url)
-        if parts.scheme or parts.netloc:
-            raise bad_request(f"{where}: request.url must be relative to this server's base", f"{where}.request.url")
-        full_url = item.get("fullUrl")
-        if full_url is not None:
-            if full_url in seen:
-                raise bad_request(f"{where}: fullUrl {full_url} appears twice", f"{where}.fullUrl")
-            seen.add(full_url)
-        resource = item.get("resource")
-        if method == "PATCH" and isinstance(resource, dict) and resource.get("resourceType") == "Binary":
-            raise error(415, "not-supported", f"{where}: PATCH entries take a JSON Patch as a Binary "
-                                              "resource, which is not supported; use a JSON Patch body via HTTP")
-        headers = {h: request[k] for k, h in _ENTRY_HEADERS.items() if isinstance(request.get(k), str)}
-        entries.append(Entry(i, method, parts.path.strip("/"), parse_qsl(parts.query, keep_blank_values=True),
-                             full_url, resource, headers))
+        try:
+            entries.append(_entry(i, item, ctx, seen))
+        except FhirError as exc:
+            if fail_whole:
+                raise
+            entries.append(Entry(i, "GET", "", [], None, None, response=_error_response(exc)))
     return entries
+
+
+def _entry(i: int, item: object, ctx: Context, seen: set[str]) -> Entry:
+    where = f"Bundle.entry[{i}]"
+    request = item.get("request") if isinstance(item, dict) else None
+    if not isinstance(request, dict) or not isinstance(request.get("url"), str):
+        raise bad_request(f"{where}: every entry needs request.method and request.url", f"{where}.request")
+    method = request.get("method")
+    if method not in _ORDER:
+        raise bad_request(f"{where}: request.method {method!r} is not GET, HEAD, POST, PUT, PATCH or DELETE",
+                          f"{where}.request.method")
+    url = request["url"]
+    if url.startswith(ctx.base_url + "/"):
+        url = url[len(ctx.base_url) + 1:]
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc:
+        raise bad_request(f"{where}: request.url must be relative to this server's base", f"{where}.request.url")
+    full_url = item.get("fullUrl")
+    if full_url is not None:
+        if full_url in seen:
+            raise bad_request(f"{where}: fullUrl {full_url} appears twice", f"{where}.fullUrl")
+        seen.add(full_url)
+    resource = item.get("resource")
+    if method == "PATCH":
+        resource = _json_patch_of(resource, where)
+    headers = {h: request[k] for k, h in _ENTRY_HEADERS.items() if isinstance(request.get(k), str)}
+    return Entry(i, method, parts.path.strip("/"), parse_qsl(parts.query, keep_blank_values=True),
+                 full_url, resource, headers)
+
+
+def _json_patch_of(resource: object, where: str) -> object:
+    """A PATCH entry carries its JSON Patch as a Binary resource (http.html#patch, bundle.html#patch)."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Binary":
+        raise bad_request(f"{where}: a PATCH entry's resource must be a Binary holding a JSON Patch",
+                          f"{where}.resource")
+    if resource.get("contentType", "").split(";")[0].strip() != JSON_PATCH:
+        raise error(415, "not-supported", f"{where}: the Binary's contentType must be {JSON_PATCH} "
+                                          "(FHIRPath Patch is not supported)")
+    try:
+        return jsonio.loads(base64.b64decode(resource.get("data", ""), validate=True))
+    except (binascii.Error, TypeError, *jsonio.JSONDecodeError) as exc:
+        raise bad_request(f"{where}: Binary.data is not base64 of a JSON Patch document: {exc}",
+                          f"{where}.resource.data") from None
 
 
 def _transaction(entries: list[Entry], ctx: Context, dispatch: Dispatch, prefer: str) -> list[dict]:
@@ -117,11 +145,13 @@ def _transaction(entries: list[Entry], ctx: Context, dispatch: Dispatch, prefer:
 
 def _batch(entries: list[Entry], ctx: Context, dispatch: Dispatch, prefer: str) -> list[dict]:
     for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+        if entry.response is not None:  # malformed; already answered
+            continue
         try:
             with ctx.repo.savepoint():
                 _run(entry, ctx, dispatch, prefer)
         except FhirError as exc:
-            entry.response = {"response": {"status": _status_line(exc.status), "outcome": exc.outcome()}}
+            entry.response = _error_response(exc)
     return [e.response for e in entries]  # type: ignore[misc]
 
 
@@ -249,6 +279,10 @@ def _entry_response(status: int, stored: StoredResource | None, response: FhirRe
         elif response.body is not None:
             entry["resource"] = response.body
     return entry
+
+
+def _error_response(exc: FhirError) -> dict:
+    return {"response": {"status": _status_line(exc.status), "outcome": exc.outcome()}}
 
 
 def _status_line(status: int) -> str:

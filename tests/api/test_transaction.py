@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 from fhirjson import FHIR_JSON, outcome_codes
 from sqlalchemy import text
 
@@ -214,3 +217,48 @@ def test_two_writes_of_one_resource_in_a_transaction_conflict(client, engine):
     assert outcome_codes(response) == ["conflict"]
     assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0]", "Bundle.entry[1]"]
     assert _snapshot(engine) == before
+
+
+def _binary_patch(operations) -> dict:
+    data = base64.b64encode(json.dumps(operations).encode()).decode()
+    return {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": data}
+
+
+def test_transaction_patch_entry_carries_json_patch_in_a_binary(client):
+    client.put("/fhir/Patient/pt", json={"resourceType": "Patient", "id": "pt", "gender": "male"}, headers=FHIR_JSON)
+    bundle = tx({"resource": _binary_patch([{"op": "replace", "path": "/gender", "value": "female"}]),
+                 "request": {"method": "PATCH", "url": "Patient/pt"}})
+    response = post_bundle(client, bundle)
+    assert response.status_code == 200, response.text
+    assert response.json()["entry"][0]["response"]["etag"] == 'W/"2"'
+    assert client.get("/fhir/Patient/pt").json()["gender"] == "female"
+    history = client.get("/fhir/Patient/pt/_history").json()
+    assert history["entry"][0]["request"]["method"] == "PATCH"
+
+
+def test_patch_entry_that_is_not_a_json_patch_binary(client):
+    client.put("/fhir/Patient/pt", json={"resourceType": "Patient", "id": "pt"}, headers=FHIR_JSON)
+    not_binary = tx({"resource": {"resourceType": "Patient", "id": "pt"},
+                     "request": {"method": "PATCH", "url": "Patient/pt"}})
+    assert post_bundle(client, not_binary).status_code == 400
+    fhirpath_patch = tx({"resource": {**_binary_patch([]), "contentType": "application/fhir+json"},
+                         "request": {"method": "PATCH", "url": "Patient/pt"}})
+    assert post_bundle(client, fhirpath_patch).status_code == 415
+    bad_data = tx({"resource": {**_binary_patch([]), "data": "not base64!"},
+                   "request": {"method": "PATCH", "url": "Patient/pt"}})
+    response = post_bundle(client, bad_data)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["Bundle.entry[0].resource.data"]
+
+
+def test_malformed_batch_entry_fails_alone(client):
+    bundle = tx(
+        {"request": {"method": "FETCH", "url": "Patient"}},
+        post("urn:uuid:ffffffff-0000-0000-0000-000000000001", {"resourceType": "Patient"}),
+        "not an entry",
+        kind="batch",
+    )
+    response = post_bundle(client, bundle)
+    assert response.status_code == 200, response.text
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses == ["400 Bad Request", "201 Created", "400 Bad Request"]
