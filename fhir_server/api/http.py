@@ -5,7 +5,6 @@ Everything FHIR happens in dispatch; this module only decodes, encodes, times an
 
 from __future__ import annotations
 
-import logging
 import time
 
 import anyio.to_thread
@@ -19,10 +18,10 @@ from fhir_server.api.dispatch import is_point_read
 from fhir_server.api.execute import READS, Server, execute
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.negotiate import FHIR_JSON, check_accept, parse_body, render
-from fhir_server.api.observability import observe
+from fhir_server.api.observability import AccessLog, observe
 from fhir_server.fhir.errors import FhirError, Issue
 
-log = logging.getLogger("fhir_server.http")
+access_log = AccessLog("fhir_server.http")
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -68,9 +67,8 @@ def fhir_routes(server: Server, *, max_body_bytes: int, db_threads: int) -> list
         media = FHIR_JSON + "; charset=utf-8" if (response.body is not None or response.raw is not None) else None
         observe(response.interaction, response.resource_type, response.status, time.perf_counter() - started,
                 engine.pool.checkedout() if hasattr(engine.pool, "checkedout") else 0)
-        log.info("request", extra={"fields": {
-            "method": req.method, "path": "/fhir/" + req.path, "interaction": response.interaction,
-            "status": response.status, "ms": round((time.perf_counter() - started) * 1000, 2)}})
+        access_log.write(method=req.method, path="/fhir/" + req.path, interaction=response.interaction,
+                         status=response.status, ms=round((time.perf_counter() - started) * 1000, 2))
         return Response(body, status_code=response.status, headers=headers, media_type=media)
 
     return [Route("/fhir", endpoint, methods=_METHODS), Route("/fhir/{path:path}", endpoint, methods=_METHODS)]

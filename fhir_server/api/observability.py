@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -42,7 +43,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "request_id": request_id.get(),
@@ -59,6 +60,33 @@ class JsonFormatter(logging.Formatter):
                 entry["sqlstate"] = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
             entry["trace"] = "".join(traceback.format_tb(record.exc_info[2]))
         return orjson.dumps(entry).decode()
+
+
+def _timestamp(created: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created * 1000) % 1000:03d}Z"
+
+
+class AccessLog:
+    """The one line per request, in the same JSON shape as every other log line.
+
+    Written straight to stderr rather than through a LogRecord and handler chain, which cost about a tenth
+    of a read by id; it obeys the level of its logger like any other line.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+        self._lock = threading.Lock()
+
+    def write(self, **fields: object) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        entry = {"ts": _timestamp(time.time()), "level": "INFO", "logger": self.logger.name,
+                 "request_id": request_id.get(), "msg": "request", **fields}
+        line = orjson.dumps(entry) + b"\n"
+        with self._lock:
+            sys.stderr.flush()  # keep order with lines written through logging's text stream
+            sys.stderr.buffer.write(line)
+            sys.stderr.buffer.flush()
 
 
 def configure_logging(level: str) -> None:
