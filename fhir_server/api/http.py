@@ -1,6 +1,7 @@
-"""The FastAPI adapter: HTTP request <-> FhirRequest/FhirResponse, one database transaction per request.
+"""The HTTP adapter: HTTP request <-> FhirRequest/FhirResponse, one database transaction per request.
 
-Everything FHIR happens in dispatch; this module only decodes, encodes, times and logs.
+Starlette primitives inside the FastAPI app. Everything FHIR happens in dispatch; this module only
+decodes, encodes, times and logs.
 """
 
 from __future__ import annotations

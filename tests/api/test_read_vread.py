@@ -255,3 +255,27 @@ def test_extra_path_segments_are_404(client):
     response = client.get(f"/fhir/Patient/{rid}/_history/1/more")
     assert response.status_code == 404
     assert outcome_codes(response) == ["not-found"]
+
+
+def test_conditional_read_by_etag_and_date(client):
+    client.put("/fhir/Patient/cr", json={"resourceType": "Patient", "id": "cr"},
+               headers={"Content-Type": "application/fhir+json"})
+    first = client.get("/fhir/Patient/cr")
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    not_modified = client.get("/fhir/Patient/cr", headers={"If-None-Match": etag})
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
+    assert not_modified.headers["etag"] == etag
+    assert client.get("/fhir/Patient/cr", headers={"If-None-Match": '"1"'}).status_code == 304
+    assert client.get("/fhir/Patient/cr", headers={"If-None-Match": "*"}).status_code == 304
+    assert client.get("/fhir/Patient/cr", headers={"If-None-Match": 'W/"2", "x"'}).status_code == 200
+    assert client.get("/fhir/Patient/cr", headers={"If-Modified-Since": modified}).status_code == 304
+    assert client.get("/fhir/Patient/cr", headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}
+                      ).status_code == 200
+    assert client.get("/fhir/Patient/cr", headers={"If-Modified-Since": "yesterday"}).status_code == 200
+    # If-None-Match decides when both are sent
+    assert client.get("/fhir/Patient/cr", headers={"If-None-Match": 'W/"9"', "If-Modified-Since": modified}
+                      ).status_code == 200
+    client.put("/fhir/Patient/cr", json={"resourceType": "Patient", "id": "cr", "active": True},
+               headers={"Content-Type": "application/fhir+json"})
+    assert client.get("/fhir/Patient/cr", headers={"If-None-Match": etag}).status_code == 200

@@ -26,7 +26,7 @@ def capability_statement(base_url: str, type_interactions: Iterable[str], system
             "readHistory": True,
             "updateCreate": True,
             "conditionalCreate": True,
-            "conditionalRead": "not-supported",
+            "conditionalRead": "full-support",
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "searchParam": params,
