@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -58,12 +59,12 @@ def migrate() -> None:
     console.print("schema is current")
 
 
-def _load(server: Server, items: list[Unit | tuple[str, str]] | object, total: int | None) -> LoadSummary:
+def _load(server: Server, items: Iterable[Unit | tuple[str, str]], total: int | None) -> LoadSummary:
     summary = LoadSummary()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("loading", total=total)
-        for item in items:  # type: ignore[attr-defined]
+        for item in items:
             if isinstance(item, tuple):
                 summary.add_failure(*item)
             else:
