@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fhir_server.api.execute import Server, execute
-from fhir_server.api.loading import LoadSummary, Unit, load_unit, units
+from fhir_server.api.loading import Failure, LoadSummary, Unit, load_unit, units
 from fhir_server.api.messages import FhirRequest
 from fhir_server.config import Settings, SettingsError, load_settings
 from fhir_server.store.db import make_engine
@@ -59,7 +59,7 @@ def migrate() -> None:
     console.print("schema is current")
 
 
-def _load(server: Server, items: Iterable[Unit | tuple[str, str]], total: int | None) -> LoadSummary:
+def _load(server: Server, items: Iterable[Unit | Failure], total: int | None) -> LoadSummary:
     summary = LoadSummary()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:

@@ -32,6 +32,9 @@ class LoadSummary:
             self.reasons.append(f"{where}: {reason}")
 
 
+Failure = tuple[str, str]  # (where, why) for input that cannot even be sent
+
+
 @dataclass(frozen=True)
 class Unit:
     """One request's worth of content: a Bundle to POST to the base, named after where it came from."""
@@ -62,13 +65,22 @@ def _units_from_json(source: str, data: object) -> Iterator[Unit]:
         raise ValueError("not a JSON object")
 
 
-def _units_from_ndjson(source: str, lines: Iterator[bytes]) -> Iterator[Unit]:
+def _units_from_ndjson(source: str, lines: Iterator[bytes]) -> Iterator[Unit | Failure]:
+    """Batches of NDJSON lines; a line that is not a JSON object fails alone."""
     chunk: list[dict] = []
     start = number = 1
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        chunk.append(jsonio.loads(line))
+        try:
+            resource = jsonio.loads(line)
+        except jsonio.JSONDecodeError as exc:
+            yield (f"{source} line {number}", f"invalid JSON: {exc}")
+            continue
+        if not isinstance(resource, dict):
+            yield (f"{source} line {number}", "not a JSON object")
+            continue
+        chunk.append(resource)
         if len(chunk) == NDJSON_CHUNK:
             yield Unit(f"{source} lines {start}-{number}", _batch(chunk))
             chunk, start = [], number + 1
@@ -76,7 +88,7 @@ def _units_from_ndjson(source: str, lines: Iterator[bytes]) -> Iterator[Unit]:
         yield Unit(f"{source} lines {start}-{number}", _batch(chunk))
 
 
-def _read_member(name: str, data: bytes) -> Iterator[Unit]:
+def _read_member(name: str, data: bytes) -> Iterator[Unit | Failure]:
     if name.endswith(".gz"):
         data, name = gzip.decompress(data), name[:-3]
     if name.endswith(".ndjson"):
@@ -85,7 +97,7 @@ def _read_member(name: str, data: bytes) -> Iterator[Unit]:
         yield from _units_from_json(name, jsonio.loads(data))
 
 
-def units(paths: list[Path]) -> Iterator[Unit | tuple[str, str]]:
+def units(paths: list[Path]) -> Iterator[Unit | Failure]:
     """Everything to load, file by file; unreadable inputs come out as (source, reason)."""
     for path in paths:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]

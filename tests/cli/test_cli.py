@@ -69,12 +69,14 @@ def test_load_bundles_resources_and_ndjson(env, database_url, tmp_path):
          "request": {"method": "POST", "url": "Condition"}}]}))
     lines = [{"resourceType": "Practitioner", "id": f"pr-{i}"} for i in range(3)] + [{"resourceType": "Practitioner",
                                                                                      "bogus": 1}]
-    (folder / "practitioners.ndjson").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    (folder / "practitioners.ndjson").write_text("\n".join(json.dumps(x) for x in lines) + "\n[1, 2]\n{oops\n")
     (folder / "broken.json").write_text("{not json")
     result = run(env, "load", str(folder))
     assert result.returncode == 1  # two inputs failed
     assert "unknown element 'bogus'" in result.stderr
     assert "broken.json" in result.stderr
+    assert "practitioners.ndjson line 5: not a JSON object" in result.stderr
+    assert "practitioners.ndjson line 6: invalid JSON" in result.stderr
     assert count(database_url, "Practitioner") == 3
     assert count(database_url, "Patient") == 1
     assert count(database_url, "Condition") == 1
