@@ -47,6 +47,8 @@ def execute(server: Server, req: FhirRequest) -> FhirResponse:
         return rollback.response
     except FhirError as exc:  # raised at commit, e.g. a concurrent insert of the same id
         return FhirResponse(exc.status, exc.outcome(), headers=dict(exc.headers))
+    except RecursionError:  # content nested deeper than the walks over it can follow; nothing was committed
+        return FhirResponse.outcome(400, [Issue("too-costly", "the content is nested too deeply to process")])
     except OperationalError:
         log.exception("database unavailable")
         return FhirResponse.outcome(503, [Issue("transient", "the database is unavailable; retry later")])

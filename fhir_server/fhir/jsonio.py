@@ -20,7 +20,10 @@ def loads(data: bytes | str) -> object:
     """Parse JSON; decimals whose text a float would not reproduce are kept as Decimal."""
     raw = data.encode() if isinstance(data, str) else data
     if _PRECISE.search(raw):
-        return json.loads(raw, parse_float=Decimal, parse_int=_integer)
+        try:
+            return json.loads(raw, parse_float=Decimal, parse_int=_integer)
+        except RecursionError:  # orjson refuses such input too (beyond 1,024 levels), as a decode error
+            raise NestedTooDeeply("JSON nested too deeply") from None
     return orjson.loads(raw)
 
 
@@ -39,4 +42,8 @@ def dumps(value: object) -> str:
     return orjson.dumps(value, default=_default).decode()
 
 
-JSONDecodeError = (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError)
+class NestedTooDeeply(ValueError):
+    """JSON nested deeper than a parser can follow."""
+
+
+JSONDecodeError = (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError, NestedTooDeeply)

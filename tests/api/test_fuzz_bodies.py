@@ -59,3 +59,17 @@ def test_bundles_with_arbitrary_entries(client, entries, kind):
     if response.status_code >= 400:
         assert response.json()["resourceType"] == "OperationOutcome"
         assert _count(client) == before
+
+
+def test_deeply_nested_bodies_are_refused(client):
+    for depth, decimal in ((5000, True), (900, False), (5000, False)):
+        nested = b"[" * depth + b"]" * depth
+        body = b'{"resourceType":"Patient",' + (b'"x":1.50,' if decimal else b"") + b'"extension":' + nested + b"}"
+        response = client.post("/fhir/Patient", content=body, headers=FHIR_JSON)
+        assert response.status_code == 400, (depth, decimal, response.text)
+        assert response.json()["resourceType"] == "OperationOutcome"
+    bundle = b'{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"POST","url":"Patient"},' \
+             b'"resource":{"resourceType":"Patient","extension":' + b"[" * 900 + b"]" * 900 + b"}}]}"
+    response = client.post("/fhir", content=bundle, headers=FHIR_JSON)
+    assert response.status_code == 400, response.text
+    assert _count(client) == 0
