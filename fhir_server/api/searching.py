@@ -25,7 +25,7 @@ def criteria_from_string(resource_type: str, text: str, ctx: Context) -> SearchQ
 
 def page_size(params: list[tuple[str, str]], ctx: Context) -> int:
     for name, value in params:
-        if name == "_count":
+        if name == "_count" and value != "":
             if not value.isdigit():
                 raise bad_request(f"_count must be a non-negative integer, not {value!r}", "_count")
             return min(int(value), ctx.max_count)

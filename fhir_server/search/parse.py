@@ -89,6 +89,8 @@ def parse_query(resource_type: str | None, params: list[tuple[str, str]], *,
     unknown: list[str] = []
     for name, value in params:
         base, _, modifier = name.partition(":")
+        if value == "":
+            continue  # an empty parameter has no meaning and is ignored (search.html#ptypes)
         if base == "_count":
             if not value.isdigit():
                 raise bad_request(f"_count must be a non-negative integer, not {value!r}", "_count")

@@ -213,3 +213,13 @@ def test_post_search_combines_url_and_form_parameters(client):
     _create(client, identifier=[{"system": SYS, "value": "1"}])
     response = client.post("/fhir/Patient/_search", params={"identifier": f"{SYS}|1"}, data={"_id": rid})
     assert _ids(_searchset(response)) == [rid]
+
+
+def test_search_ignores_empty_parameters(client):
+    client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": "application/fhir+json"})
+    response = client.get("/fhir/Patient", params={"_id": "", "identifier": "", "_count": ""})
+    assert response.status_code == 200
+    assert response.json()["total"] == 1
+    # with nothing left to select by, a conditional interaction is refused rather than matching everything
+    deleted = client.delete("/fhir/Patient", params={"identifier": ""})
+    assert deleted.status_code == 400
