@@ -1,4 +1,4 @@
-"""The `fhir-server` command: serve, migrate, load, seed-demo. Settings come from the environment only."""
+"""The `fhir-server` command: serve, migrate, reindex, load, seed-demo. Settings come from the environment only."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fhir_server.api.execute import Server, execute
 from fhir_server.api.loading import Failure, LoadSummary, Unit, load_unit, units
 from fhir_server.api.messages import FhirRequest
 from fhir_server.config import Settings, SettingsError, load_settings
+from fhir_server.fhir.definitions import resource_types
 from fhir_server.store.db import make_engine
-from fhir_server.store.migrate import upgrade
+from fhir_server.store.migrate import is_current, upgrade
+from fhir_server.store.reindex import reindex as reindex_types
+from fhir_server.store.reindex import reindex_stale
 
 app = typer.Typer(help="CareWeave FHIR R4 server.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -53,10 +56,36 @@ def serve(host: str = "127.0.0.1", port: int = 8080,
 
 @app.command()
 def migrate() -> None:
-    """Create or upgrade the database schema to the newest migration."""
+    """Create or upgrade the database schema, then reindex the types whose SearchParameters changed."""
     settings = _settings()
-    upgrade(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
     console.print("schema is current")
+    types, count = reindex_stale(engine, settings.base_url)
+    if count:
+        console.print(f"reindexed {count} resources of {len(types)} changed types")
+
+
+@app.command()
+def reindex(resource_type: Annotated[list[str] | None, typer.Option("--type", help="a resource type; repeatable")]
+            = None) -> None:
+    """Rebuild the search index rows of every resource (or of the given types)."""
+    settings = _settings()
+    unknown = [t for t in resource_type or [] if t not in resource_types()]
+    if unknown:
+        console.print(f"[red]unknown resource type: {', '.join(unknown)}[/red]")
+        raise typer.Exit(2)
+    engine = make_engine(settings.database_url)
+    if not is_current(engine):
+        console.print("[red]the schema is not current: run `fhir-server migrate` first[/red]")
+        raise typer.Exit(1)
+    types = sorted(resource_type or resource_types())
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("reindexing", total=None)
+        count = reindex_types(engine, types, settings.base_url,
+                              lambda t, n: progress.update(task, advance=n, description=f"reindexing {t}"))
+    console.print(f"reindexed {count} resources")
 
 
 def _load(server: Server, items: Iterable[Unit | Failure], total: int | None) -> LoadSummary:

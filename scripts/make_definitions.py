@@ -10,8 +10,12 @@ Writes
   backbone element paths (from the StructureDefinitions' snapshots), used by _summary and _elements.
 - fhir_server/fhir/definitions/elements.json: for every resource and complex data type, the type codes
   of each element path (content references resolved), used to check JSON value types (json.html#primitive).
+- fhir_server/fhir/definitions/search_parameters.json: the 1,375 official SearchParameters
+  (Bundle-searchParams.json), trimmed to what indexing and search need (search.html#table).
+- fhir_server/fhir/definitions/compartments.json: which search parameters put a resource in each
+  compartment (compartmentdefinition.html).
 - tests/data/r4-examples/<Type>-<id>.json: the official examples of the resource types the round-trip
-  test covers.
+  and search tests cover.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ ROUND_TRIP_TYPES = {
     "Patient", "Practitioner", "PractitionerRole", "Organization", "CarePlan", "CareTeam", "Goal",
     "Condition", "Observation", "MedicationStatement", "MedicationRequest", "ServiceRequest",
     "CommunicationRequest", "Communication", "Task", "Consent", "EpisodeOfCare", "DocumentReference", "Group",
+    "Encounter", "Procedure", "Medication",
 }
+SEARCH_PARAMETER_KEYS = ("url", "code", "base", "type", "expression", "target", "modifier", "multipleOr",
+                         "multipleAnd", "comparator", "component")
 
 
 def fetch_package(dest: Path) -> Path:
@@ -76,6 +83,19 @@ def element_types(sd: dict) -> dict[str, str]:
     return out
 
 
+def search_parameter(sp: dict) -> dict:
+    """The parts of a SearchParameter that indexing and query parsing use (searchparameter.html)."""
+    out = {"id": sp["id"], **{k: sp[k] for k in SEARCH_PARAMETER_KEYS if k in sp}}
+    if "component" in out:
+        out["component"] = [{"definition": c["definition"], "expression": c["expression"]} for c in out["component"]]
+    return out
+
+
+def compartment(cd: dict) -> dict[str, list[str]]:
+    """Resource type -> the search parameters that link it to the compartment's owner."""
+    return {r["code"]: r["param"] for r in cd["resource"] if r.get("param")}
+
+
 def _type_code(code: str) -> str:
     # Element.id and primitive values are typed with FHIRPath system types in the snapshots.
     return {"http://hl7.org/fhirpath/System.String": "string"}.get(code, code)
@@ -90,6 +110,8 @@ def main() -> None:
         resources: dict[str, dict] = {}
         elements: dict[str, dict] = {}
         examples: dict[str, bytes] = {}
+        search_parameters: list[dict] = []
+        compartments: dict[str, dict] = {}
         with tarfile.open(tgz) as tar:
             for member in tar:
                 name = member.name.removeprefix("package/")
@@ -103,6 +125,12 @@ def main() -> None:
                         resources[sd["type"]] = resource_definition(sd)
                     if sd.get("kind") in ("resource", "complex-type") and specialization:
                         elements[sd["type"]] = element_types(sd)
+                elif name == "Bundle-searchParams.json":
+                    bundle = json.load(tar.extractfile(member))
+                    search_parameters = [search_parameter(e["resource"]) for e in bundle["entry"]]
+                elif kind == "CompartmentDefinition" and name != "CompartmentDefinition-example.json":
+                    cd = json.load(tar.extractfile(member))
+                    compartments[cd["code"]] = compartment(cd)
                 elif kind in ROUND_TRIP_TYPES:
                     examples[name] = tar.extractfile(member).read()
     DEFINITIONS.mkdir(parents=True, exist_ok=True)
@@ -114,12 +142,20 @@ def main() -> None:
         json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "types": dict(sorted(elements.items()))},
                    separators=(",", ":")) + "\n"
     )
+    (DEFINITIONS / "search_parameters.json").write_text(
+        json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "searchParameters": search_parameters}, indent=0) + "\n"
+    )
+    (DEFINITIONS / "compartments.json").write_text(
+        json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "compartments": dict(sorted(compartments.items()))},
+                   indent=1) + "\n"
+    )
     EXAMPLES.mkdir(parents=True, exist_ok=True)
     for old in EXAMPLES.glob("*.json"):
         old.unlink()
     for name, data in sorted(examples.items()):
         (EXAMPLES / name).write_bytes(data)
-    print(f"{len(resources)} resource types, {len(elements)} element maps, {len(examples)} examples")
+    print(f"{len(resources)} resource types, {len(elements)} element maps, {len(search_parameters)} search "
+          f"parameters, {len(compartments)} compartments, {len(examples)} examples")
 
 
 if __name__ == "__main__":

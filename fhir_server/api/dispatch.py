@@ -16,10 +16,11 @@ from fhir_server.api.interactions.delete import conditional_delete, delete
 from fhir_server.api.interactions.history import history
 from fhir_server.api.interactions.patch import patch
 from fhir_server.api.interactions.read import read
-from fhir_server.api.interactions.search import search
+from fhir_server.api.interactions.search import compartment_search, search
 from fhir_server.api.interactions.update import conditional_update, update
 from fhir_server.api.interactions.vread import vread
 from fhir_server.api.messages import FhirRequest, FhirResponse
+from fhir_server.api.operations.everything import everything
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import FhirError, Issue, error
 
@@ -40,6 +41,8 @@ _ROUTES: dict[str, dict[str, tuple[str, Handler]]] = {
     "T/id": {"GET": ("read", read), "PUT": ("update", update), "PATCH": ("patch", patch),
              "DELETE": ("delete", delete)},
     "T/id/_history": {"GET": ("history-instance", history)},
+    "T/id/C": {"GET": ("search-compartment", compartment_search)},
+    "T/id/$everything": {"GET": ("operation", everything)},
     "T/id/_history/vid": {"GET": ("vread", vread)},
 }
 TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
@@ -48,7 +51,6 @@ SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system"
 TYPE_SEARCH_PARAMS = (
     ("_id", "token", "Logical id of the resource"),
     ("_lastUpdated", "date", "When the resource version last changed"),
-    ("identifier", "token", "A business identifier of the resource (types with Resource.identifier)"),
 )
 
 
@@ -64,6 +66,8 @@ def _shape(segments: list[str]) -> tuple[str, list[str]]:
     head = segments[0]
     if len(segments) == 1 and head in ("_search", "_history", "metadata"):
         return head, []
+    if len(segments) == 3 and segments[2] == "$everything" and head in resource_types():
+        return "T/id/$everything", [head, segments[1]]
     if head.startswith("$") or any(s.startswith("$") for s in segments[1:3]):
         raise error(404, "not-supported", f"operation {next(s for s in segments if s.startswith('$'))} "
                                           "is not supported by this server")
@@ -78,6 +82,8 @@ def _shape(segments: list[str]) -> tuple[str, list[str]]:
         return "T/id", [head, rest[0]]
     if len(rest) == 2 and rest[1] == "_history":
         return "T/id/_history", [head, rest[0]]
+    if len(rest) == 2 and (rest[1] in resource_types() or rest[1] == "*"):
+        return "T/id/C", [head, rest[0], rest[1]]
     if len(rest) == 3 and rest[1] == "_history":
         return "T/id/_history/vid", [head, rest[0], rest[2]]
     raise error(404, "not-found", f"no FHIR interaction at '{'/'.join(segments)}'")

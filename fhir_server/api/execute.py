@@ -38,7 +38,7 @@ class _Rollback(Exception):
 
 def execute(server: Server, req: FhirRequest) -> FhirResponse:
     try:
-        with open_repository(server.engine, write=req.method not in READS) as repo:
+        with open_repository(server.engine, write=req.method not in READS, base_url=server.base_url) as repo:
             response = dispatch(req, Context(repo, server.base_url, server.default_count, server.max_count))
             if response.status >= 400:
                 raise _Rollback(response)

@@ -7,12 +7,14 @@ from urllib.parse import parse_qsl, urlencode
 from fhir_server.api.context import Context
 from fhir_server.api.negotiate import StoredJSON
 from fhir_server.fhir.errors import bad_request
+from fhir_server.fhir.subsetting import elements, summarize
 from fhir_server.search.parse import SearchQuery, parse_query
 from fhir_server.store.repository import StoredResource
 
 
 def criteria_from_params(resource_type: str, params: list[tuple[str, str]], ctx: Context) -> SearchQuery:
-    query = parse_query(resource_type, params, max_count=ctx.max_count)
+    """Criteria of a conditional interaction: always strict, since ignoring one could widen the match."""
+    query = parse_query(resource_type, params, max_count=ctx.max_count, base_url=ctx.base_url, strict=True)
     if not query.criteria:
         raise bad_request("conditional interactions need search criteria")
     return query
@@ -44,3 +46,14 @@ def full_url(ctx: Context, stored: StoredResource) -> str:
 def resource_fragment(stored: StoredResource) -> StoredJSON:
     """The stored JSON text, spliced into a Bundle without parsing it (DESIGN.md, performance)."""
     return StoredJSON(stored.content)
+
+
+def entry(ctx: Context, stored: StoredResource, mode: str, summary: str | None, wanted: str | None) -> dict:
+    """A searchset entry (bundle.html#searchset), the body subset by `_summary` / `_elements` if asked."""
+    if summary in ("true", "text", "data"):
+        resource: object = summarize(stored.resource(), summary)
+    elif wanted is not None:
+        resource = elements(stored.resource(), wanted.split(","))
+    else:
+        resource = resource_fragment(stored)
+    return {"fullUrl": full_url(ctx, stored), "resource": resource, "search": {"mode": mode}}

@@ -18,6 +18,11 @@ _DATE = re.compile(
 )
 
 
+# The open ends of a Period without a start or an end, and the bounds of any stored range.
+MIN_DATE = datetime(1, 1, 1)
+MAX_DATE = datetime(9999, 12, 31, 23, 59, 59)
+
+
 @dataclass(frozen=True)
 class DateRange:
     """Half-open interval [start, end) in naive UTC."""
@@ -31,6 +36,13 @@ def parse_range(text: str) -> DateRange:
     m = _DATE.match(text)
     if not m:
         raise ValueError(f"not a FHIR date, dateTime or instant: {text!r}")
+    try:
+        return _range(m)
+    except (ValueError, OverflowError):
+        raise ValueError(f"not a valid date: {text!r}") from None
+
+
+def _range(m: re.Match) -> DateRange:
     y, mo, d = int(m["y"]), int(m["m"] or 1), int(m["d"] or 1)
     hh, mi, ss = int(m["H"] or 0), int(m["M"] or 0), int(m["S"] or 0)
     frac = m["f"] or ""
@@ -47,12 +59,12 @@ def parse_range(text: str) -> DateRange:
     elif m["m"] is not None:
         end = start + timedelta(days=calendar.monthrange(y, mo)[1])
     else:
-        end = datetime(y + 1, 1, 1)
+        end = datetime(y + 1, 1, 1) if y < 9999 else MAX_DATE
     if m["tz"] and m["tz"] != "Z":
         sign = 1 if m["tz"][0] == "+" else -1
         offset = timedelta(hours=int(m["tz"][1:3]), minutes=int(m["tz"][4:6])) * sign
-        start, end = start - offset, end - offset
-    return DateRange(start, end)
+        start, end = max(start - offset, MIN_DATE), min(end - offset, MAX_DATE)
+    return DateRange(start, min(end, MAX_DATE))
 
 
 def format_instant(moment: datetime) -> str:

@@ -85,8 +85,9 @@ def _sqlite_engine(url: str) -> Engine:
 def unit_of_work(engine: Engine, *, write: bool) -> Iterator[Connection]:
     """One database transaction: committed when the block ends, rolled back if it raises.
 
-    Reads on PostgreSQL run in autocommit instead: each read interaction is a single statement, so it
-    sees one snapshot either way, and BEGIN and COMMIT would be two more round trips per request.
+    Reads on PostgreSQL run in autocommit instead: BEGIN and COMMIT would be two more round trips per
+    request. A read or a search page (with its total) is one statement and so one snapshot; the
+    statements that follow a page (`_include`, the count of a later page) may see later commits.
     """
     if not write and engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

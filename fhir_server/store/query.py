@@ -1,76 +1,365 @@
-"""SearchQuery -> SQL over the resource and index tables: the one place where search meets SQL."""
+"""SearchQuery -> SQL over the resource and index tables: the one place where search meets SQL.
+
+Each criterion becomes a condition on a resource-table alias: `id IN (ids of matching index rows)` for a
+type search, a correlated EXISTS for a system search. One small function per parameter type builds the
+row condition for one value (search.html#ptypes), behind the `_ROW_CONDITIONS` dispatch table.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from fhir_server.search.index import index_value
-from fhir_server.search.parse import Criterion, DateValue, SearchQuery, TokenValue
+from sqlalchemy import ColumnElement, Select, Table, and_, exists, false, func, literal, not_, or_, select, true
+from sqlalchemy.sql import FromClause
+
+from fhir_server.fhir.search_parameters import compartment_params, compartment_types
+from fhir_server.search import values as v
+from fhir_server.search.index import composite_parts
+from fhir_server.search.parse import Chain, Criterion, Has, SearchQuery, SortKey
+from fhir_server.search.strings import index_value, normalize
+from fhir_server.store.tables import INDEX_TABLES
 from fhir_server.store.tables import resource_table as R
-from fhir_server.store.tables import token_table as T
+
+S, T, D = INDEX_TABLES["string"], INDEX_TABLES["token"], INDEX_TABLES["date"]
+REF, N, Q = INDEX_TABLES["reference"], INDEX_TABLES["number"], INDEX_TABLES["quantity"]
+U, C = INDEX_TABLES["uri"], INDEX_TABLES["composite"]
+_TABLE_OF_TYPE = {"string": S, "token": T, "date": D, "reference": REF, "number": N, "quantity": Q, "uri": U,
+                  "composite": C}
 
 
-def _date_clause(column, value: DateValue) -> ColumnElement[bool]:
-    """A point in time (lastUpdated) against a prefixed range (search.html#prefix)."""
+# -- one value, one row condition, by parameter type ------------------------------------------------------
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def string_condition(col_value, col_exact, value: v.StringValue, modifier: str | None) -> ColumnElement[bool]:
+    norm = normalize(value.text)
+    if modifier == "exact":
+        return and_(col_value == norm, col_exact == index_value(value.text))
+    if modifier == "contains":
+        return col_value.like(f"%{_like_prefix(norm)}%", escape="\\")
+    return col_value.like(f"{_like_prefix(norm)}%", escape="\\")
+
+
+def token_condition(col_system, col_code, value: v.TokenValue) -> ColumnElement[bool]:
+    conditions = []
+    if value.code is not None:
+        conditions.append(col_code == index_value(value.code))
+    if value.system_given:
+        conditions.append(col_system.is_(None) if value.system is None else col_system == index_value(value.system))
+    return and_(*conditions) if conditions else true()
+
+
+def range_condition(start, end, prefix: str, s_start, s_end, *, approx: tuple | None = None) -> ColumnElement[bool]:
+    """A stored range [start, end) against a search range [s_start, s_end) (search.html#prefix).
+
+    """
+    within = and_(start >= s_start, end <= s_end)
+    if prefix == "eq":
+        return within
+    if prefix == "ne":
+        return not_(within)
+    if prefix == "gt":
+        return end > s_end
+    if prefix == "lt":
+        return start < s_start
+    if prefix == "ge":
+        return or_(end > s_end, within)
+    if prefix == "le":
+        return or_(start < s_start, within)
+    if prefix == "sa":
+        return start >= s_end
+    if prefix == "eb":
+        return end <= s_start
+    low, high = approx  # ap
+    return and_(start < high, end > low)
+
+
+def date_condition(col_start, col_end, value: v.DateValue, now: datetime) -> ColumnElement[bool]:
+    return range_condition(col_start, col_end, value.prefix, value.range.start, value.range.end,
+                           approx=_approx(value, now))
+
+
+def number_condition(col_low, col_high, value: v.NumberValue) -> ColumnElement[bool]:
+    """Stored [low, high] (a point has low == high) against a prefixed number (search.html#number)."""
+    p, x = value.prefix, value.value
+    if p == "eq":
+        return and_(col_low >= value.low, col_high < value.high)
+    if p == "ne":
+        return not_(and_(col_low >= value.low, col_high < value.high))
+    if p in ("gt", "sa"):
+        return col_low > x if p == "sa" else col_high > x
+    if p in ("lt", "eb"):
+        return col_high < x if p == "eb" else col_low < x
+    if p == "ge":
+        return col_high >= x
+    if p == "le":
+        return col_low <= x
+    margin = abs(x) / 10  # ap: within 10%
+    return and_(col_low <= x + margin, col_high >= x - margin)
+
+
+def quantity_condition(table, value: v.QuantityValue, *, system="system", code="code", unit="unit",
+                       low="low", high="high") -> ColumnElement[bool]:
+    conditions = [number_condition(table.c[low], table.c[high], value.number)]
+    if value.system is not None:
+        conditions.append(table.c[system] == index_value(value.system))
+    if value.code is not None:
+        units = index_value(value.code)
+        conditions.append(table.c[code] == units if value.system is not None or unit is None
+                          else or_(table.c[code] == units, table.c[unit] == units))
+    return and_(*conditions)
+
+
+def reference_condition(value: v.ReferenceValue) -> ColumnElement[bool]:
+    if value.url is not None:
+        condition = REF.c.url == index_value(value.url)
+        return and_(condition, REF.c.version == value.version) if value.version else condition
+    condition = REF.c.target_id == index_value(value.id)
+    return and_(REF.c.target_type == value.target_type, condition) if value.target_type else condition
+
+
+def uri_condition(col, value: v.UriValue, modifier: str | None) -> ColumnElement[bool]:
+    uri = index_value(value.uri)
+    if modifier == "below":
+        return or_(col == uri, col.like(_like_prefix(uri.rstrip("/")) + "/%", escape="\\"))
+    if modifier == "above":
+        return or_(col == uri, literal(uri).like(func.concat(col, "/%")))
+    return col == uri
+
+
+def composite_condition(criterion: Criterion, value: v.CompositeValue, now: datetime) -> ColumnElement[bool]:
+    _, second = composite_parts(criterion.param)
+    first = token_condition(C.c.a_system, C.c.a_code, value.first)
+    part = value.second
+    if second.type == "token":
+        other = token_condition(C.c.b_system, C.c.b_code, part)
+    elif second.type == "quantity":
+        other = quantity_condition(C, part, system="b_system", code="b_code", unit=None, low="b_low", high="b_high")
+    elif second.type == "number":
+        other = number_condition(C.c.b_low, C.c.b_high, part)
+    elif second.type == "date":
+        other = date_condition(C.c.b_start, C.c.b_end, part, now)
+    elif second.type == "reference":
+        other = C.c.b_code == (f"{part.target_type}/{part.id}" if part.target_type else part.url)
+    else:
+        other = string_condition(C.c.b_text, C.c.b_text, part, None)
+    return and_(first, other)
+
+
+# -- criteria -> conditions on a resource alias -----------------------------------------------------------
+def _rows_match(outer: FromClause, resource_type: str | None, table: Table, param: str,
+                condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`outer` has a row of `table` for `param` satisfying `condition`."""
+    if resource_type is None:  # system search: correlate on the type too
+        return exists().where(table.c.resource_type == outer.c.resource_type, table.c.id == outer.c.id,
+                              table.c.param == param, condition)
+    return outer.c.id.in_(select(table.c.id).where(table.c.resource_type == resource_type, table.c.param == param,
+                                                    condition))
+
+
+def _index_criterion(outer, resource_type: str | None, criterion: Criterion, now: datetime) -> ColumnElement[bool]:
+    name, modifier, values = criterion.name, criterion.modifier, criterion.values
+    table = _TABLE_OF_TYPE[criterion.type]
+    if modifier == "missing":
+        has_rows = _rows_match(outer, resource_type, table, name, true())
+        return not_(has_rows) if values[0] else has_rows
+    if not values:
+        return true()
+    if criterion.type == "token":
+        if modifier == "text":
+            return _rows_match(outer, resource_type, S, f"{name}:text",
+                               or_(*(string_condition(S.c.value, S.c.exact, x, None) for x in values)))
+        param = f"{name}:of-type" if modifier == "of-type" else name
+        condition = or_(*(token_condition(T.c.system, T.c.code, x) for x in values))
+        matched = _rows_match(outer, resource_type, T, param, condition)
+        return not_(matched) if modifier in ("not", "not-in") else matched
+    if criterion.type == "reference" and modifier == "identifier":
+        return _rows_match(outer, resource_type, T, f"{name}:identifier",
+                           or_(*(token_condition(T.c.system, T.c.code, x) for x in values)))
+    condition = or_(*(_ROW_CONDITIONS[criterion.type](criterion, x, now) for x in values))
+    return _rows_match(outer, resource_type, table, name, condition)
+
+
+_ROW_CONDITIONS: dict[str, Callable[[Criterion, object, datetime], ColumnElement[bool]]] = {
+    "string": lambda c, x, now: string_condition(S.c.value, S.c.exact, x, c.modifier),
+    "date": lambda c, x, now: date_condition(D.c.low, D.c.high, x, now),
+    "number": lambda c, x, now: number_condition(N.c.low, N.c.high, x),
+    "quantity": lambda c, x, now: quantity_condition(Q, x),
+    "reference": lambda c, x, now: reference_condition(x),
+    "uri": lambda c, x, now: uri_condition(U.c.value, x, c.modifier),
+    "composite": lambda c, x, now: composite_condition(c, x, now),
+}
+
+
+def instant_condition(column, value: v.DateValue, now: datetime) -> ColumnElement[bool]:
+    """A stored instant (`_lastUpdated`) as a point, against a prefixed search range."""
     start, end = value.range.start, value.range.end
+    if value.prefix == "ap":
+        low, high = _approx(value, now)
+        return and_(column >= low, column < high)
     return {
         "eq": and_(column >= start, column < end),
         "ne": or_(column < start, column >= end),
-        "gt": column >= end,
-        "sa": column >= end,
-        "ge": column >= start,
-        "lt": column < start,
-        "eb": column < start,
-        "le": column < end,
+        "gt": column >= end, "sa": column >= end, "ge": column >= start,
+        "lt": column < start, "eb": column < start, "le": column < end,
     }[value.prefix]
 
 
-def _token_clause(resource_type: str, param: str, value: TokenValue) -> ColumnElement[bool]:
-    conditions = [T.c.resource_type == resource_type, T.c.id == R.c.id, T.c.param == param]
-    if value.code is not None:
-        conditions.append(T.c.code == index_value(value.code))
-    if value.system_given:
-        conditions.append(T.c.system.is_(None) if value.system is None else T.c.system == index_value(value.system))
-    return exists().where(*conditions)
+def _approx(value: v.DateValue, now: datetime) -> tuple | None:
+    """`ap`: the search range widened by 10% of its distance from now, at least a day (search.html#prefix)."""
+    if value.prefix != "ap":
+        return None
+    widen = max(abs(now - value.range.start) / 10, timedelta(days=1))
+    return value.range.start - widen, value.range.end + widen
 
 
-def _criterion_clause(resource_type: str | None, criterion: Criterion) -> ColumnElement[bool]:
+def ids_matching(resource_type: str, criterion, now: datetime) -> Select:
+    """Ids of the current resources of one type that match a criterion (for chains and `_has`)."""
+    inner = R.alias()
+    return select(inner.c.id).where(inner.c.resource_type == resource_type, inner.c.deleted == false(),
+                                    condition(inner, resource_type, criterion, now))
+
+
+def condition(outer, resource_type: str | None, criterion, now: datetime) -> ColumnElement[bool]:
+    """One criterion as a condition on the resource alias `outer`."""
+    if isinstance(criterion, Chain):
+        options = [and_(REF.c.target_type == target, REF.c.target_id.in_(ids_matching(target, criterion.inner, now)))
+                   for target in criterion.target_types]
+        return _rows_match(outer, resource_type, REF, criterion.name, or_(*options))
+    if isinstance(criterion, Has):
+        sources = ids_matching(criterion.source_type, criterion.inner, now)
+        targets = select(REF.c.target_id).where(REF.c.resource_type == criterion.source_type,
+                                                REF.c.param == criterion.reference, REF.c.id.in_(sources))
+        if resource_type is None:
+            return exists(targets.where(REF.c.target_type == outer.c.resource_type, REF.c.target_id == outer.c.id))
+        return outer.c.id.in_(targets.where(REF.c.target_type == resource_type))
     if criterion.name == "_id":
-        return R.c.id.in_(criterion.values) if criterion.values else false()
+        return outer.c.id.in_(criterion.values) if criterion.values else false()
     if criterion.name == "_lastUpdated":
-        return and_(*(_date_clause(R.c.last_updated, v) for v in criterion.values))
-    if criterion.name == "identifier" and resource_type is not None:
-        return or_(*(_token_clause(resource_type, "identifier", v) for v in criterion.values))
-    raise ValueError(f"no SQL for search parameter {criterion.name}")  # parse.py lets none through
+        return or_(*(instant_condition(outer.c.last_updated, x, now) for x in criterion.values))
+    if criterion.name == "_list":
+        members = select(REF.c.target_id).where(REF.c.resource_type == "List", REF.c.id.in_(criterion.values),
+                                                REF.c.param == "item")
+        if resource_type is None:
+            return exists(members.where(REF.c.target_type == outer.c.resource_type, REF.c.target_id == outer.c.id))
+        return outer.c.id.in_(members.where(REF.c.target_type == resource_type))
+    return _index_criterion(outer, resource_type, criterion, now)
 
 
-def where_clause(query: SearchQuery) -> list[ColumnElement[bool]]:
-    clauses: list[ColumnElement[bool]] = [R.c.deleted == false()]
+def in_compartment(outer, resource_type: str | None, compartment: tuple[str, str]) -> ColumnElement[bool]:
+    """Membership of a compartment (compartmentdefinition.html): a compartment parameter names its owner."""
+    owner_type, owner_id = compartment
+    types = (resource_type,) if resource_type is not None else compartment_types(owner_type)
+    options = []
+    for t in types:
+        params = compartment_params(owner_type, t)
+        if params:
+            options.append(and_(REF.c.resource_type == t, REF.c.param.in_(params)))
+    own = and_(outer.c.resource_type == owner_type, outer.c.id == owner_id)
+    if not options:
+        return own if resource_type in (None, owner_type) else false()
+    members = exists().where(REF.c.target_id == owner_id, REF.c.target_type == owner_type,
+                             REF.c.resource_type == outer.c.resource_type, REF.c.id == outer.c.id, or_(*options))
+    return or_(own, members) if resource_type in (None, owner_type) else members
+
+
+def where_clause(query: SearchQuery, now: datetime, outer=R) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = [outer.c.deleted == false()]
     if query.resource_type is not None:
-        clauses.append(R.c.resource_type == query.resource_type)
-    clauses.extend(_criterion_clause(query.resource_type, c) for c in query.criteria)
+        clauses.append(outer.c.resource_type == query.resource_type)
+    elif query.types:
+        clauses.append(outer.c.resource_type.in_(query.types))
+    if query.compartment is not None:
+        clauses.append(in_compartment(outer, query.resource_type, query.compartment))
+    if query.care_period is not None:
+        clauses.append(_in_care_period(outer, *query.care_period))
+    clauses.extend(condition(outer, query.resource_type, c, now) for c in query.criteria)
     return clauses
 
 
-def select_page(query: SearchQuery, limit: int, after: tuple[str, str] | None) -> Select:
-    """Matches ordered by (type, id), starting after the keyset cursor `after`, `limit` rows.
-
-    Each row carries the total number of matches, so page and total come from one snapshot.
-    """
-    total = select_count(query).scalar_subquery().label("total")
-    stmt = select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.content, total).where(
-        *where_clause(query)
-    )
-    if after is not None:
-        after_type, after_id = after
-        stmt = stmt.where(or_(R.c.resource_type > after_type,
-                              and_(R.c.resource_type == after_type, R.c.id > after_id)))
-    return stmt.order_by(R.c.resource_type, R.c.id).limit(limit)
+def _in_care_period(outer, start: datetime | None, end: datetime | None) -> ColumnElement[bool]:
+    """No `date` index row, or one overlapping [start, end) (patient-operation-everything.html)."""
+    dated = exists().where(D.c.resource_type == outer.c.resource_type, D.c.id == outer.c.id, D.c.param == "date")
+    overlap = [D.c.resource_type == outer.c.resource_type, D.c.id == outer.c.id, D.c.param == "date"]
+    if start is not None:
+        overlap.append(D.c.high > start)
+    if end is not None:
+        overlap.append(D.c.low < end)
+    return or_(not_(dated), exists().where(*overlap))
 
 
-def select_count(query: SearchQuery) -> Select:
-    return select(func.count()).select_from(R).where(*where_clause(query))
+# -- sorting and keyset paging ----------------------------------------------------------------------------
+_SORT_COLUMN = {"string": (S, "value"), "token": (T, "code"), "date": (D, "low"), "number": (N, "low"),
+                "quantity": (Q, "low"), "uri": (U, "value")}
 
 
-def select_ids(query: SearchQuery, limit: int) -> Select:
-    return select(R.c.id, R.c.version_id).where(*where_clause(query)).order_by(R.c.id).limit(limit)
+def sort_expression(key: SortKey, outer=R):
+    """A resource's value for a sort key: its smallest (ascending) or largest (descending) index value."""
+    if key.name == "_id":
+        return outer.c.id
+    if key.name == "_lastUpdated":
+        return outer.c.last_updated
+    aggregate = func.max if key.descending else func.min
+    if key.type == "reference":
+        table, column = REF, func.coalesce(REF.c.url, REF.c.target_type + "/" + REF.c.target_id)
+    else:
+        table, name = _SORT_COLUMN[key.type]
+        column = table.c[name]
+    return (select(aggregate(column)).where(table.c.resource_type == outer.c.resource_type, table.c.id == outer.c.id,
+                                            table.c.param == key.name).scalar_subquery())
+
+
+def order_terms(keys: list[tuple[object, bool]], backwards: bool) -> list:
+    """ORDER BY terms: each key with missing values last (first when paging backwards), then type and id."""
+    terms = []
+    for expr, descending in keys:
+        terms.append(expr.is_(None).desc() if backwards else expr.is_(None))
+        terms.append(expr.desc() if descending != backwards else expr.asc())
+    terms += [R.c.resource_type.desc(), R.c.id.desc()] if backwards else [R.c.resource_type, R.c.id]
+    return terms
+
+
+def keyset_condition(keys: list[tuple[object, bool]], cursor: list, backwards: bool) -> ColumnElement[bool]:
+    """Rows strictly after (or, `backwards`, before) the cursor row in the search's order."""
+    *values, last_type, last_id = cursor
+    tail = or_(R.c.resource_type > last_type, and_(R.c.resource_type == last_type, R.c.id > last_id)) \
+        if not backwards else or_(R.c.resource_type < last_type, and_(R.c.resource_type == last_type,
+                                                                      R.c.id < last_id))
+    for (expr, descending), value in reversed(list(zip(keys, values, strict=True))):
+        if value is None:
+            # Missing values sort last: after a missing one come only missing ones; before it, all values.
+            beyond = false() if not backwards else expr.isnot(None)
+            same = expr.is_(None)
+        else:
+            forward = expr < value if descending else expr > value
+            backward = expr > value if descending else expr < value
+            beyond = or_(expr.is_(None), forward) if not backwards else backward
+            same = expr == value
+        tail = or_(beyond, and_(same, tail))
+    return tail
+
+
+def select_page(query: SearchQuery, now: datetime, limit: int, cursor: list | None, backwards: bool,
+                with_total: bool) -> Select:
+    """One page of matches in the search's order, from the keyset cursor on; each row carries its sort keys
+    (`k0`, `k1`…) for the next cursor and, when asked, the number of all matches from the same snapshot."""
+    keys = [(sort_expression(k), k.descending) for k in query.sort]
+    columns = [R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.content]
+    columns += [expr.label(f"k{i}") for i, (expr, _) in enumerate(keys)]
+    if with_total:
+        columns.append(select_count(query, now).scalar_subquery().label("total"))
+    stmt = select(*columns).where(*where_clause(query, now))
+    if cursor is not None:
+        stmt = stmt.where(keyset_condition(keys, cursor, backwards))
+    return stmt.order_by(*order_terms(keys, backwards)).limit(limit)
+
+
+def select_count(query: SearchQuery, now: datetime) -> Select:
+    return select(func.count()).select_from(R).where(*where_clause(query, now))
+
+
+def select_ids(query: SearchQuery, now: datetime, limit: int | None) -> Select:
+    stmt = select(R.c.id, R.c.version_id).where(*where_clause(query, now)).order_by(R.c.id)
+    return stmt.limit(limit) if limit is not None else stmt

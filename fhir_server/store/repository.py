@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Protocol
@@ -24,13 +24,17 @@ from sqlalchemy.exc import IntegrityError
 from fhir_server.fhir import jsonio
 from fhir_server.fhir.errors import bad_request, conflict, gone, not_found, precondition_failed, unprocessable
 from fhir_server.fhir.models import ID_PATTERN, validate_resource
+from fhir_server.fhir.search_parameters import for_type
 from fhir_server.search.dates import format_instant
-from fhir_server.search.index import token_rows
-from fhir_server.search.parse import SearchQuery
+from fhir_server.search.index import TABLES, index_rows
+from fhir_server.search.parse import Criterion, SearchQuery
+from fhir_server.search.values import TokenValue, UriValue
+from fhir_server.store import cursor as cursor_codec
+from fhir_server.store import include as include_sql
 from fhir_server.store import query as sql
 from fhir_server.store.db import unit_of_work
+from fhir_server.store.tables import INDEX_TABLES
 from fhir_server.store.tables import resource_table as R
-from fhir_server.store.tables import token_table as T
 from fhir_server.store.tables import version_table as V
 
 
@@ -73,8 +77,10 @@ class StoredResource:
 @dataclass(frozen=True)
 class SearchPage:
     resources: list[StoredResource]
-    total: int
-    next_cursor: tuple[str, str] | None
+    total: int | None
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+    included: list[StoredResource] = field(default_factory=list)
 
 
 class Repository(Protocol):
@@ -95,8 +101,7 @@ class Repository(Protocol):
     def history(self, resource_type: str | None = None, id: str | None = None, *, since: datetime | None = None,
                 at: datetime | None = None, count: int = 50, before_seq: int | None = None
                 ) -> list[StoredResource]: ...
-    def search(self, query: SearchQuery, *, count: int,
-               after: tuple[str, str] | None = None) -> SearchPage: ...
+    def search(self, query: SearchQuery, *, count: int, cursor: str | None = None) -> SearchPage: ...
     def match_ids(self, query: SearchQuery, limit: int = 2) -> list[str]: ...
     def savepoint(self): ...
 
@@ -109,6 +114,11 @@ _POINT_READ = {
 }
 _CURRENT_FOR_UPDATE = select(R.c.version_id, R.c.last_updated, R.c.content).where(
     R.c.resource_type == bindparam("rt"), R.c.id == bindparam("id")).with_for_update()
+
+
+# `_include:iterate` follows references this many steps at most, and a page includes at most this many.
+MAX_INCLUDE_DEPTH = 4
+MAX_INCLUDED = 5000
 
 
 def new_id() -> str:
@@ -134,32 +144,37 @@ def parse_etag(value: str) -> int:
 class SqlRepository:
     """Repository over one SQLAlchemy connection whose transaction the caller owns."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, base_url: str = "") -> None:
         self.conn = conn
+        self.base_url = base_url
         self._for_update = conn.dialect.name == "postgresql"
         self._new_resources: list[dict] = []
         self._new_versions: list[dict] = []
-        self._new_tokens: list[dict] = []
+        self._new_rows: dict[str, list[dict]] = {t: [] for t in TABLES}
+        self._pending = False
 
     # -- buffered inserts -------------------------------------------------------------------------
     def flush(self) -> None:
         """Send buffered inserts; a duplicate id raced in by another writer is a 409."""
-        if not (self._new_resources or self._new_versions or self._new_tokens):
+        if not self._pending:
             return
-        resources, versions, tokens = self._new_resources, self._new_versions, self._new_tokens
+        resources, versions, rows = self._new_resources, self._new_versions, self._new_rows
         self._discard()
         try:
             if resources:
                 self.conn.execute(insert(R), resources)
             if versions:
                 self.conn.execute(insert(V), versions)
-            if tokens:
-                self.conn.execute(insert(T), tokens)
+            for table, table_rows in rows.items():
+                if table_rows:
+                    self.conn.execute(insert(INDEX_TABLES[table]), table_rows)
         except IntegrityError as exc:
             raise conflict("a resource with this id was written concurrently; retry the request") from exc
 
     def _discard(self) -> None:
-        self._new_resources, self._new_versions, self._new_tokens = [], [], []
+        self._new_resources, self._new_versions = [], []
+        self._new_rows = {t: [] for t in TABLES}
+        self._pending = False
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -232,10 +247,13 @@ class SqlRepository:
         return jsonio.dumps(body)
 
     def _index(self, resource_type: str, id: str, resource: dict) -> None:
-        self._new_tokens.extend(
-            {"resource_type": resource_type, "id": id, "param": row.param, "system": row.system, "code": row.code}
-            for row in token_rows(resource)
-        )
+        for table, rows in index_rows(resource, resource_type, id, self.base_url).items():
+            self._new_rows[table].extend(rows)
+        self._pending = True
+
+    def _unindex(self, resource_type: str, id: str) -> None:
+        for table in INDEX_TABLES.values():
+            self.conn.execute(delete(table).where(table.c.resource_type == resource_type, table.c.id == id))
 
     def _write(self, resource: dict, resource_type: str, id: str, previous: StoredResource | None,
                method: str) -> StoredResource:
@@ -254,7 +272,8 @@ class SqlRepository:
             )
             if result.rowcount != 1:
                 raise conflict(f"{resource_type}/{id} was changed concurrently; retry the request")
-            self.conn.execute(delete(T).where(T.c.resource_type == resource_type, T.c.id == id))
+            self._unindex(resource_type, id)
+        self._pending = True
         self._new_versions.append({"resource_type": resource_type, "id": id, "version_id": version_id,
                                    "last_updated": when, "method": method, "content": content})
         self._index(resource_type, id, resource)
@@ -349,7 +368,8 @@ class SqlRepository:
         )
         if result.rowcount != 1:
             raise conflict(f"{resource_type}/{id} was changed concurrently; retry the request")
-        self.conn.execute(delete(T).where(T.c.resource_type == resource_type, T.c.id == id))
+        self._unindex(resource_type, id)
+        self._pending = True
         self._new_versions.append({"resource_type": resource_type, "id": id, "version_id": version_id,
                                    "last_updated": when, "method": "DELETE", "content": None})
         return StoredResource(resource_type, id, version_id, when, None, "DELETE")
@@ -401,15 +421,113 @@ class SqlRepository:
             for r in self.conn.execute(stmt)
         ]
 
-    def search(self, query: SearchQuery, *, count: int,
-               after: tuple[str, str] | None = None) -> SearchPage:
-        """search (search.html) over the parameters search/parse.py understands; keyset-paged."""
+    def search(self, query: SearchQuery, *, count: int, cursor: str | None = None) -> SearchPage:
+        """search (search.html): one page of matches in the query's order, keyset-paged, with includes."""
         self.flush()
-        rows = self.conn.execute(sql.select_page(query, count + 1, after)).all()
-        total = rows[0].total if rows else self.conn.execute(sql.select_count(query)).scalar_one()
-        page = [StoredResource(r.resource_type, r.id, r.version_id, r.last_updated, r.content) for r in rows[:count]]
-        next_cursor = (page[-1].resource_type, page[-1].id) if len(rows) > count and page else None
-        return SearchPage(page, total, next_cursor)
+        query = self._expand_value_sets(query)
+        now = _now()
+        after, backwards = cursor_codec.decode(cursor, query.sort) if cursor else (None, False)
+        want_total = query.total == "accurate" or (query.total is None and cursor is None)
+        rows = self.conn.execute(sql.select_page(query, now, count + 1, after, backwards,
+                                                 want_total and count > 0)).all()
+        more = len(rows) > count
+        rows = rows[:count]
+        if backwards:
+            rows.reverse()
+        total = None
+        if want_total:
+            total = rows[0].total if rows and count > 0 else self._count(query, now)
+        elif query.total == "estimate":
+            total = self._estimate(query, now)
+        page = [StoredResource(r.resource_type, r.id, r.version_id, r.last_updated, r.content) for r in rows]
+        keys = len(query.sort)
+
+        def edge(row, before: bool) -> str:
+            values = row._mapping
+            return cursor_codec.encode([values[f"k{i}"] for i in range(keys)], row.resource_type, row.id, before)
+
+        has_next = more if not backwards else after is not None
+        has_prev = (after is not None) if not backwards else more
+        return SearchPage(
+            page, total,
+            next_cursor=edge(rows[-1], False) if rows and has_next else None,
+            prev_cursor=edge(rows[0], True) if rows and has_prev else None,
+            included=self._included(page, query) if query.includes else [],
+        )
+
+    def _count(self, query: SearchQuery, now: datetime) -> int:
+        return self.conn.execute(sql.select_count(query, now)).scalar_one()
+
+    def _estimate(self, query: SearchQuery, now: datetime) -> int:
+        """`_total=estimate`: PostgreSQL's planner estimate of the matches (exact on SQLite)."""
+        if self.conn.dialect.name != "postgresql":
+            return self._count(query, now)
+        compiled = sql.select_ids(query, now, None).compile(
+            dialect=self.conn.dialect, compile_kwargs={"render_postcompile": True})
+        plan = self.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar_one()
+        plan = jsonio.loads(plan) if isinstance(plan, str) else plan
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+    def _expand_value_sets(self, query: SearchQuery) -> SearchQuery:
+        """Replace `:in`/`:not-in` ValueSet URLs with the codes the stored ValueSets enumerate."""
+        if not any(isinstance(c, Criterion) and c.modifier in ("in", "not-in") for c in query.criteria):
+            return query
+        criteria = []
+        for c in query.criteria:
+            if isinstance(c, Criterion) and c.modifier in ("in", "not-in"):
+                codes = tuple(code for url in c.values for code in self._value_set_codes(url.uri))
+                c = replace(c, values=codes or (TokenValue(None, None, True),))
+            criteria.append(c)
+        return replace(query, criteria=tuple(criteria))
+
+    def _value_set_codes(self, url: str) -> list[TokenValue]:
+        """The codes of a stored ValueSet (valueset.html#compose): enumerated concepts, or whole systems."""
+        found = self.conn.execute(
+            sql.select_ids(SearchQuery("ValueSet", (Criterion("url", "uri", (UriValue(url),),
+                                                              param=for_type("ValueSet")["url"]),)), _now(), 1)
+        ).first()
+        if found is None:
+            raise bad_request(f"no ValueSet with the url {url!r} is stored on this server", "in")
+        value_set = self.read("ValueSet", found.id).resource()
+        codes: list[TokenValue] = []
+        for include in (value_set.get("compose") or {}).get("include", []):
+            system = include.get("system")
+            concepts = include.get("concept") or []
+            if concepts:
+                codes += [TokenValue(system, c.get("code"), system is not None) for c in concepts if c.get("code")]
+            elif system:
+                codes.append(TokenValue(system, None, True))
+        return codes
+
+    def _included(self, page: list[StoredResource], query: SearchQuery) -> list[StoredResource]:
+        """`_include` / `_revinclude`, repeated on what they add for `:iterate` (search.html#revinclude)."""
+        seen = {(r.resource_type, r.id) for r in page}
+        found: list[StoredResource] = []
+        frontier = page
+        for depth in range(MAX_INCLUDE_DEPTH):
+            wanted = [i for i in query.includes if depth == 0 or i.iterate]
+            added: list[StoredResource] = []
+            by_type: dict[str, list[str]] = {}
+            for r in frontier:
+                by_type.setdefault(r.resource_type, []).append(r.id)
+            for inc in wanted:
+                for resource_type, ids in by_type.items():
+                    if inc.reverse:
+                        stmt = include_sql.select_revincluded(inc, resource_type, ids, MAX_INCLUDED)
+                    elif inc.source_type in (resource_type, "*"):
+                        stmt = include_sql.select_included(inc, resource_type, ids, MAX_INCLUDED)
+                    else:
+                        continue
+                    for row in self.conn.execute(stmt):
+                        if (row.resource_type, row.id) not in seen and len(found) + len(added) < MAX_INCLUDED:
+                            seen.add((row.resource_type, row.id))
+                            added.append(StoredResource(row.resource_type, row.id, row.version_id,
+                                                        row.last_updated, row.content))
+            found += added
+            frontier = added
+            if not frontier:
+                break
+        return found
 
     def match_ids(self, query: SearchQuery, limit: int = 2) -> list[str]:
         """Ids of up to `limit` current matches, for conditional interactions and references."""
@@ -418,13 +536,14 @@ class SqlRepository:
         if not query.criteria:
             raise bad_request("a conditional interaction needs search criteria")
         self.flush()
-        return [row.id for row in self.conn.execute(sql.select_ids(query, limit))]
+        query = self._expand_value_sets(query)
+        return [row.id for row in self.conn.execute(sql.select_ids(query, _now(), limit))]
 
 
 @contextmanager
-def open_repository(engine: Engine, *, write: bool) -> Iterator[SqlRepository]:
+def open_repository(engine: Engine, *, write: bool, base_url: str = "") -> Iterator[SqlRepository]:
     """A repository over one database transaction: committed at the end, rolled back on error."""
     with unit_of_work(engine, write=write) as conn:
-        repo = SqlRepository(conn)
+        repo = SqlRepository(conn, base_url)
         yield repo
         repo.flush()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Float, Index, Integer, String, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -50,25 +50,68 @@ class ResourceVersion(SQLModel, table=True):
     )
 
 
-class TokenIndex(SQLModel, table=True):
-    """Token search index rows (search.html#token): one per (resource, parameter, system, code)."""
-
-    __tablename__ = "token_index"
-    row_id: int | None = Field(default=None, sa_column=Column(SeqType, primary_key=True, autoincrement=True))
-    resource_type: str = Field(sa_column=Column(String(64), nullable=False))
-    id: str = Field(sa_column=Column(String(64), nullable=False))
-    param: str = Field(sa_column=Column(String(100), nullable=False))
-    system: str | None = Field(default=None, sa_column=Column(String(1024)))
-    code: str | None = Field(default=None, sa_column=Column(String(1024)))
-
-    __table_args__ = (
-        Index("ix_token_lookup", "resource_type", "param", "code", "system"),
-        Index("ix_token_resource", "resource_type", "id"),
-    )
-
-
 metadata = SQLModel.metadata
 resource_table = Resource.__table__
 version_table = ResourceVersion.__table__
-token_table = TokenIndex.__table__
-ALL_TABLES = (resource_table, version_table, token_table)
+
+
+def _index_table(name: str, *columns: Column, lookup: tuple[str, ...], extra: tuple[Index, ...] = (),
+                 lookup_ops: dict[str, str] | None = None) -> Table:
+    """A search index table (search.html#ptypes): rows of (resource, parameter, typed value).
+
+    `lookup` indexes search by value; `ix_<name>_resource` finds a resource's rows, to replace them on
+    update and to read sort keys and references for `_sort` and `_include`. No primary key: rows are only
+    ever found through these indexes, and a sequence per row would cost every write.
+    """
+    return Table(
+        name, metadata,
+        Column("resource_type", String(64), nullable=False),
+        Column("id", String(64), nullable=False),
+        Column("param", String(100), nullable=False),
+        *columns,
+        Index(f"ix_{name}_lookup", "resource_type", "param", *lookup, postgresql_ops=lookup_ops or {}),
+        Index(f"ix_{name}_resource", "resource_type", "id", "param"),
+        *extra,
+    )
+
+
+TEXT = String(512)
+string_table = _index_table(
+    "string_index", Column("value", TEXT, nullable=False), Column("exact", TEXT, nullable=False),
+    # varchar_pattern_ops lets `value LIKE 'abc%'` use the index whatever the database's collation.
+    lookup=("value",), lookup_ops={"value": "varchar_pattern_ops"},
+)
+token_table = _index_table("token_index", Column("system", TEXT), Column("code", TEXT), lookup=("code", "system"))
+date_table = _index_table(
+    "date_index", Column("low", DateTime, nullable=False), Column("high", DateTime, nullable=False),
+    lookup=("low",), extra=(Index("ix_date_index_high", "resource_type", "param", "high"),),
+)
+reference_table = _index_table(
+    "reference_index", Column("target_type", String(64)), Column("target_id", String(512)), Column("url", TEXT),
+    Column("version", String(64)), lookup=("url",),
+    extra=(Index("ix_reference_index_target", "target_id", "target_type", "resource_type", "param"),),
+)
+number_table = _index_table("number_index", Column("low", Float, nullable=False),
+                            Column("high", Float, nullable=False), lookup=("low",))
+quantity_table = _index_table(
+    "quantity_index", Column("system", TEXT), Column("code", TEXT), Column("unit", TEXT),
+    Column("low", Float, nullable=False), Column("high", Float, nullable=False), lookup=("low",),
+)
+uri_table = _index_table("uri_index", Column("value", TEXT, nullable=False), lookup=("value",))
+composite_table = _index_table(
+    "composite_index", Column("a_system", TEXT), Column("a_code", TEXT), Column("b_system", TEXT),
+    Column("b_code", TEXT), Column("b_low", Float), Column("b_high", Float), Column("b_start", DateTime),
+    Column("b_end", DateTime), Column("b_text", TEXT), lookup=("a_code", "a_system"),
+)
+# Index table by the name search/index.py gives its rows.
+INDEX_TABLES = {
+    "string": string_table, "token": token_table, "date": date_table, "reference": reference_table,
+    "number": number_table, "quantity": quantity_table, "uri": uri_table, "composite": composite_table,
+}
+ALL_TABLES = (resource_table, version_table, *INDEX_TABLES.values())
+# Per resource type, a digest of the SearchParameters its index rows were made with (store/reindex.py).
+index_state_table = Table(
+    "search_index_state", metadata,
+    Column("resource_type", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False),
+)

@@ -23,7 +23,8 @@ def precise(data: bytes) -> dict:
 TYPES = {
     "Patient", "Practitioner", "PractitionerRole", "Organization", "CarePlan", "CareTeam", "Goal", "Condition",
     "Observation", "MedicationStatement", "MedicationRequest", "ServiceRequest", "CommunicationRequest",
-    "Communication", "Task", "Consent", "EpisodeOfCare", "DocumentReference", "Group",
+    "Communication", "Task", "Consent", "EpisodeOfCare", "DocumentReference", "Group", "Encounter", "Procedure",
+    "Medication",
 }
 
 
@@ -47,7 +48,7 @@ def test_every_example_round_trips(client):
         if {k: v for k, v in read["meta"].items() if k in meta} != meta:
             failures.append(f"{path.name}: meta.tag/profile/security changed")
     assert not failures, "\n".join(failures)
-    assert len(EXAMPLES) == 242
+    assert len(EXAMPLES) == 291
 
 
 @pytest.mark.parametrize("path", EXAMPLES[:3], ids=lambda p: p.name)

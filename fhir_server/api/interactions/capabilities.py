@@ -8,6 +8,8 @@ from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import not_supported
+from fhir_server.fhir.search_parameters import RESOURCE_COLUMNS, UNSUPPORTED, for_type
+from fhir_server.search.index import composite_parts
 
 SOFTWARE_VERSION = "0.1.0"
 
@@ -15,7 +17,7 @@ SOFTWARE_VERSION = "0.1.0"
 def capability_statement(base_url: str, type_interactions: Iterable[str], system_interactions: Iterable[str],
                          type_search_params: Iterable[tuple[str, str, str]]) -> dict:
     """An instance CapabilityStatement (capabilitystatement.html) describing what this server does."""
-    params = [{"name": n, "type": t, "documentation": d} for n, t, d in type_search_params]
+    common = [{"name": n, "type": t, "documentation": d} for n, t, d in type_search_params]
     interactions = [{"code": code} for code in type_interactions]
     resources = [
         {
@@ -29,7 +31,13 @@ def capability_statement(base_url: str, type_interactions: Iterable[str], system
             "conditionalRead": "full-support",
             "conditionalUpdate": True,
             "conditionalDelete": "single",
-            "searchParam": params,
+            "searchInclude": ["*", *(f"{name}:{sp.code}" for sp in _searchable(name) if sp.type == "reference")],
+            "searchRevInclude": ["*"],
+            "searchParam": common + [{"name": sp.code, "definition": sp.url, "type": sp.type}
+                                     for sp in _searchable(name)],
+            **({"operation": [{"name": "everything",
+                               "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]}
+               if name == "Patient" else {}),
         }
         for name in sorted(resource_types())
     ]
@@ -50,6 +58,13 @@ def capability_statement(base_url: str, type_interactions: Iterable[str], system
             "interaction": [{"code": code} for code in system_interactions],
         }],
     }
+
+
+def _searchable(resource_type: str) -> list:
+    """The SearchParameters this server answers for a type (search.html; docs/search.md)."""
+    return [sp for code, sp in sorted(for_type(resource_type).items())
+            if code not in RESOURCE_COLUMNS and code not in UNSUPPORTED and sp.expression
+            and (sp.type != "composite" or composite_parts(sp) is not None)]
 
 
 def capabilities(req: FhirRequest, ctx: Context, statement: dict) -> FhirResponse:

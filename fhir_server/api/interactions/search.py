@@ -1,55 +1,78 @@
-"""search: GET/POST [base]/[type]?…, [base]?… (search.html); this issue's parameters are in search/parse.py."""
+"""search (search.html): GET/POST [base]/[type]?…, [base]?_type=…, and [base]/[Compartment]/[id]/[type]?…"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import parse_qsl
 
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
-from fhir_server.api.searching import full_url, link, page_size, resource_fragment
-from fhir_server.fhir.errors import bad_request
-from fhir_server.fhir.subsetting import elements, parse_summary, summarize
+from fhir_server.api.searching import entry, link, page_size
+from fhir_server.fhir.definitions import resource_types
+from fhir_server.fhir.errors import Issue, bad_request, error, operation_outcome
+from fhir_server.fhir.subsetting import parse_summary
 from fhir_server.search.parse import parse_query
 
-
-def _cursor(params: list[tuple[str, str]]) -> tuple[str, str] | None:
-    for name, value in params:
-        if name == "_cursor":
-            resource_type, _, id = value.partition("/")
-            if not resource_type or not id:
-                raise bad_request(f"invalid _cursor {value!r}", "_cursor")
-            return resource_type, id
-    return None
+# Parameters the links of a page carry over unchanged; `_cursor` is replaced per link.
+_NOT_CARRIED = frozenset({"_cursor"})
 
 
-def search(req: FhirRequest, ctx: Context, resource_type: str | None) -> FhirResponse:
+def search_params(req: FhirRequest) -> list[tuple[str, str]]:
+    """Query parameters, plus the form-encoded body of POST …/_search (search.html#Introduction)."""
     params = list(req.params)
-    if req.method == "POST":  # POST [base]/[type]/_search with form-encoded parameters (search.html#Introduction)
+    if req.method == "POST":
+        content_type = req.headers.get("content-type", "application/x-www-form-urlencoded")
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            raise error(415, "not-supported", "POST _search takes an application/x-www-form-urlencoded body")
         if isinstance(req.body, (bytes, str)):
             text = req.body.decode() if isinstance(req.body, bytes) else req.body
             params += parse_qsl(text, keep_blank_values=True)
-    query = parse_query(resource_type, params, max_count=ctx.max_count)
-    summary = next((parse_summary(v) for k, v in params if k == "_summary"), None)
-    wanted = next((v for k, v in params if k == "_elements"), None)
-    count = page_size(params, ctx)
-    page = ctx.repo.search(query, count=0 if summary == "count" else count, after=_cursor(params))
-    path = resource_type or ""
-    own = [(k, v) for k, v in params if k != "_cursor"]
-    bundle: dict = {"resourceType": "Bundle", "type": "searchset", "total": page.total,
-                    "link": [{"relation": "self", "url": link(ctx, path, params)}]}
-    if page.next_cursor is not None and summary != "count":
-        bundle["link"].append({"relation": "next", "url": link(
-            ctx, path, [*own, ("_cursor", "/".join(page.next_cursor))])})
-    entries = []
-    for stored in page.resources:
-        if summary in ("true", "text", "data"):
-            resource = summarize(stored.resource(), summary)
-        elif wanted is not None:
-            resource = elements(stored.resource(), wanted.split(","))
-        else:
-            resource = resource_fragment(stored)
-        entries.append({"fullUrl": full_url(ctx, stored), "resource": resource, "search": {"mode": "match"}})
+    return params
+
+
+def search(req: FhirRequest, ctx: Context, resource_type: str | None,
+           compartment: tuple[str, str] | None = None) -> FhirResponse:
+    params = search_params(req)
+    strict = req.prefer("handling") == "strict"
+    query = parse_query(resource_type, params, max_count=ctx.max_count, base_url=ctx.base_url, strict=strict)
+    if compartment is not None:
+        query = replace(query, compartment=compartment)
+    summary = next((parse_summary(v) for k, v in params if k == "_summary" and v), None)
+    wanted = next((v for k, v in params if k == "_elements" and v), None)
+    count = 0 if summary == "count" else page_size(params, ctx)
+    cursor = next((v for k, v in params if k == "_cursor" and v), None)
+    page = ctx.repo.search(query, count=count, cursor=cursor)
+
+    path = "/".join([*compartment, resource_type or ""]) if compartment else (resource_type or "")
+    ignored = {name for name in query.ignored}
+    own = [(k, v) for k, v in params if k not in _NOT_CARRIED and k not in ignored]
+    links = [{"relation": "self", "url": link(ctx, path, [*own, *([("_cursor", cursor)] if cursor else [])])}]
+    if page.next_cursor is not None and count > 0:
+        links.append({"relation": "next", "url": link(ctx, path, [*own, ("_cursor", page.next_cursor)])})
+    if page.prev_cursor is not None and count > 0:
+        links.append({"relation": "previous", "url": link(ctx, path, [*own, ("_cursor", page.prev_cursor)])})
+    bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
+    if page.total is not None:
+        bundle["total"] = page.total
+    bundle["link"] = links
+    entries = [entry(ctx, stored, "match", summary, wanted) for stored in page.resources]
+    entries += [entry(ctx, stored, "include", summary, wanted) for stored in page.included]
+    if query.ignored:
+        outcome = operation_outcome([
+            Issue("not-supported", f"search parameter {name} was ignored: it is unknown or not supported here",
+                  severity="warning", expression=(name,)) for name in query.ignored])
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
     if entries:
         bundle["entry"] = entries
     return FhirResponse(200, bundle, interaction="search-type" if resource_type else "search-system",
                         resource_type=resource_type or "")
+
+
+def compartment_search(req: FhirRequest, ctx: Context, compartment_type: str, id: str,
+                       resource_type: str) -> FhirResponse:
+    """[base]/[Compartment]/[id]/[type]?… (compartmentdefinition.html#search)."""
+    if compartment_type not in ("Patient", "Encounter", "RelatedPerson", "Practitioner", "Device"):
+        raise error(404, "not-found", f"{compartment_type} is not a compartment")
+    if resource_type not in resource_types() and resource_type != "*":
+        raise bad_request(f"unknown resource type {resource_type!r}")
+    return search(req, ctx, None if resource_type == "*" else resource_type, (compartment_type, id))

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-_HERE = Path(__file__).parent
+DIRECTORY = Path(__file__).parent
+_HERE = DIRECTORY
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""Patient/[id]/$everything (patient-operation-everything.html): the patient and their compartment.
+
+`_type` narrows the types, `_since` keeps resources changed since an instant, `start`/`end` keep resources
+whose `date` parameter overlaps the care period (types without a `date` parameter are all kept), and
+`_count` pages the answer with the same keyset cursors as search.
+"""
+
+from __future__ import annotations
+
+from fhir_server.api.context import Context
+from fhir_server.api.messages import FhirRequest, FhirResponse
+from fhir_server.api.searching import entry, link, page_size
+from fhir_server.fhir.definitions import resource_types
+from fhir_server.fhir.errors import bad_request
+from fhir_server.fhir.search_parameters import compartment_types
+from fhir_server.search.parse import Criterion, SearchQuery, parse_instant_param
+from fhir_server.search.values import DateValue
+
+_PARAMETERS = frozenset({"_since", "_type", "_count", "start", "end", "_cursor", "_format", "_pretty"})
+
+
+def everything(req: FhirRequest, ctx: Context, resource_type: str, id: str) -> FhirResponse:
+    if resource_type != "Patient":
+        raise bad_request("$everything is defined on Patient only here")
+    ctx.repo.read("Patient", id)  # 404 / 410 for an unknown or deleted patient
+    unknown = sorted({k for k, _ in req.params} - _PARAMETERS)
+    if unknown:
+        raise bad_request(f"$everything does not take {', '.join(unknown)}", *unknown)
+    types = tuple(t.strip() for v in (req.param("_type") or "").split(",") if (t := v.strip()))
+    if any(t not in resource_types() for t in types):
+        raise bad_request("_type names an unknown resource type", "_type")
+    types = types or ("Patient", *compartment_types("Patient"))
+    criteria = []
+    since = req.param("_since")
+    if since:
+        criteria.append(Criterion("_lastUpdated", "date", (DateValue("ge", parse_instant_param("_since", since)),)))
+    start, end = req.param("start"), req.param("end")
+    period = (parse_instant_param("start", start).start if start else None,
+              parse_instant_param("end", end).end if end else None)
+    query = SearchQuery(None, tuple(criteria), types=types, compartment=("Patient", id),
+                        care_period=period if start or end else None)
+    count = page_size(req.params, ctx)
+    cursor = req.param("_cursor")
+    page = ctx.repo.search(query, count=count, cursor=cursor)
+    path = f"Patient/{id}/$everything"
+    own = [(k, v) for k, v in req.params if k != "_cursor"]
+    links = [{"relation": "self", "url": link(ctx, path, req.params)}]
+    if page.next_cursor:
+        links.append({"relation": "next", "url": link(ctx, path, [*own, ("_cursor", page.next_cursor)])})
+    if page.prev_cursor:
+        links.append({"relation": "previous", "url": link(ctx, path, [*own, ("_cursor", page.prev_cursor)])})
+    bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
+    if page.total is not None:
+        bundle["total"] = page.total
+    bundle["link"] = links
+    if page.resources:
+        bundle["entry"] = [entry(ctx, stored, "match", None, None) for stored in page.resources]
+    return FhirResponse(200, bundle, interaction="operation", resource_type="Patient")
