@@ -54,29 +54,66 @@ def _typed(value: object, type_code: str, owner: str, path: str) -> Node:
     return Node(value, type_code, type_code, "")
 
 
+_Element = tuple[str, tuple[tuple[str, str], ...]]
+_ELEMENTS: dict[tuple[str, str, str], _Element] = {}
+
+
+def _element(owner: str, parent: str, name: str) -> _Element:
+    """(path, ((JSON key, type code), …)) of a child element; a choice `x[x]` has a key per type."""
+    key = (owner, parent, name)
+    found = _ELEMENTS.get(key)
+    if found is None:
+        elements = element_types().get(owner, {})
+        path = f"{parent}.{name}" if parent else name
+        type_code = elements.get(path)
+        if type_code is not None:
+            found = (path, ((name, type_code),))
+        else:
+            choices = elements.get(path + "[x]")
+            keys = tuple((name + c[0].upper() + c[1:], c) for c in choices.split("|")) if choices else ()
+            found = (path, keys)
+        _ELEMENTS[key] = found
+    return found
+
+
 def _children(node: Node, name: str) -> list[Node]:
     value = node.value
     if not isinstance(value, dict) or node.owner is None:
         return []
-    elements = element_types().get(node.owner, {})
-    path = f"{node.path}.{name}" if node.path else name
-    type_code = elements.get(path)
+    path, keys = _element(node.owner, node.path, name)
     out: list[Node] = []
-    if type_code is not None:
-        found = value.get(name)
+    for json_key, type_code in keys:
+        found = value.get(json_key)
         if found is None:
-            return out
-        for item in found if isinstance(found, list) else (found,):
-            out.append(_typed(item, type_code, node.owner, path))
-        return out
-    choices = elements.get(path + "[x]")
-    if choices is None:
-        return out
-    for code in choices.split("|"):
-        found = value.get(name + code[0].upper() + code[1:])
-        if found is not None:
-            out.append(_typed(found, code, node.owner, path))
+            continue
+        if isinstance(found, list):
+            out.extend(_typed(item, type_code, node.owner, path) for item in found)
+        else:
+            out.append(_typed(found, type_code, node.owner, path))
     return out
+
+
+def top_level_keys(expression: str, resource_type: str) -> frozenset[str] | None:
+    """The resource's JSON keys the expression can select from, or None if that is not known.
+
+    Indexing skips an expression when the resource has none of them: most parameters of a type are about
+    elements a given resource does not have.
+    """
+    keys: set[str] = set()
+    for branch in split_union(expression):
+        text = branch.strip().lstrip("(")
+        head = _HEAD.match(text)
+        if head is None or head["index"] is not None:
+            return None
+        if head["name"] in resource_types() and head["name"] != resource_type:
+            continue  # a branch about another type selects nothing here
+        if head["name"] not in (resource_type, "Resource", "DomainResource"):
+            return None
+        step = _STEP.match(text, head.end())
+        if step is None or not step["name"]:
+            return None
+        keys.update(k for k, _ in _element(resource_type, "", step["name"])[1])
+    return frozenset(keys)
 
 
 def _is_type(node: Node, type_name: str) -> bool:

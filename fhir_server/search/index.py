@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import cache
 
-from fhir_server.fhir.fhirpath import Node, compile_expression, resource_node
+from fhir_server.fhir.fhirpath import Node, compile_expression, resource_node, top_level_keys
 from fhir_server.fhir.search_parameters import RESOURCE_COLUMNS, SearchParameter, by_url, for_type
 from fhir_server.search.dates import MAX_DATE, MIN_DATE, parse_range
 from fhir_server.search.strings import index_value, normalize
@@ -353,11 +354,19 @@ def indexed_parameters(resource_type: str) -> list[SearchParameter]:
             if code not in RESOURCE_COLUMNS and sp.expression and sp.type != "special"]
 
 
+@cache
+def _plan(resource_type: str) -> list[tuple[SearchParameter, frozenset[str] | None]]:
+    """Each indexed parameter with the top-level keys it needs (None: always evaluate it)."""
+    return [(sp, top_level_keys(sp.expression, resource_type)) for sp in indexed_parameters(resource_type)]
+
+
 def index_rows(resource: dict, resource_type: str, id: str, base_url: str = "") -> dict[str, list[dict]]:
     """Every index row of one resource, by table name."""
     rows = Rows(resource_type, id)
     root = [resource_node(resource)]
-    for sp in indexed_parameters(resource_type):
+    for sp, keys in _plan(resource_type):
+        if keys is not None and keys.isdisjoint(resource.keys()):
+            continue
         nodes = compile_expression(sp.expression, resource_type)(root)
         if not nodes:
             continue
