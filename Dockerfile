@@ -1,10 +1,11 @@
 # CareWeave FHIR server image. Build: docker build -t careweave .
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 FHIR_PROFILES_DIR=/app/profiles
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY fhir_server ./fhir_server
+COPY profiles ./profiles
 RUN pip install . && useradd --system --uid 10001 careweave
 USER careweave
 EXPOSE 8080

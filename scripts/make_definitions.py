@@ -14,6 +14,8 @@ Writes
   (Bundle-searchParams.json), trimmed to what indexing and search need (search.html#table).
 - fhir_server/fhir/definitions/compartments.json: which search parameters put a resource in each
   compartment (compartmentdefinition.html).
+- fhir_server/fhir/definitions/code_systems.json: for `code` elements with a required binding to a
+  ValueSet drawn from one CodeSystem, that system, so token search can match `system|code` on them.
 - tests/data/r4-examples/<Type>-<id>.json: the official examples of the resource types the round-trip
   and search tests cover.
 """
@@ -91,6 +93,26 @@ def search_parameter(sp: dict) -> dict:
     return out
 
 
+def required_bindings(sd: dict) -> dict[str, str]:
+    """Element path (without the root) -> ValueSet canonical, for `code` elements bound `required`."""
+    root, out = sd["type"], {}
+    for element in sd["snapshot"]["element"]:
+        binding = element.get("binding") or {}
+        types = [t["code"] for t in element.get("type", [])]
+        if types == ["code"] and binding.get("strength") == "required" and binding.get("valueSet"):
+            out[element["path"][len(root) + 1:]] = binding["valueSet"].split("|")[0]
+    return out
+
+
+def single_system(value_set: dict) -> str | None:
+    """The one CodeSystem a ValueSet draws every code from, if it is one."""
+    includes = (value_set.get("compose") or {}).get("include", [])
+    systems = {i.get("system") for i in includes}
+    if len(systems) != 1 or None in systems or any(i.get("valueSet") for i in includes):
+        return None
+    return systems.pop()
+
+
 def compartment(cd: dict) -> dict[str, list[str]]:
     """Resource type -> the search parameters that link it to the compartment's owner."""
     return {r["code"]: r["param"] for r in cd["resource"] if r.get("param")}
@@ -112,6 +134,8 @@ def main() -> None:
         examples: dict[str, bytes] = {}
         search_parameters: list[dict] = []
         compartments: dict[str, dict] = {}
+        bindings: dict[str, dict[str, str]] = {}
+        value_set_systems: dict[str, str | None] = {}
         with tarfile.open(tgz) as tar:
             for member in tar:
                 name = member.name.removeprefix("package/")
@@ -125,6 +149,10 @@ def main() -> None:
                         resources[sd["type"]] = resource_definition(sd)
                     if sd.get("kind") in ("resource", "complex-type") and specialization:
                         elements[sd["type"]] = element_types(sd)
+                        bindings[sd["type"]] = required_bindings(sd)
+                elif kind == "ValueSet":
+                    value_set = json.load(tar.extractfile(member))
+                    value_set_systems[value_set["url"]] = single_system(value_set)
                 elif name == "Bundle-searchParams.json":
                     bundle = json.load(tar.extractfile(member))
                     search_parameters = [search_parameter(e["resource"]) for e in bundle["entry"]]
@@ -144,6 +172,14 @@ def main() -> None:
     )
     (DEFINITIONS / "search_parameters.json").write_text(
         json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "searchParameters": search_parameters}, indent=0) + "\n"
+    )
+    code_systems = {
+        type_name: systems
+        for type_name, paths in sorted(bindings.items())
+        if (systems := {p: value_set_systems[vs] for p, vs in paths.items() if value_set_systems.get(vs)})
+    }
+    (DEFINITIONS / "code_systems.json").write_text(
+        json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "codeSystems": code_systems}, indent=1) + "\n"
     )
     (DEFINITIONS / "compartments.json").write_text(
         json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "compartments": dict(sorted(compartments.items()))},

@@ -2,9 +2,10 @@
 
 SearchParameter expressions are nearly all of a few shapes: a path (`Patient.name.given`), a choice narrowed
 by type (`(Observation.value as Quantity)`, `.as(Period)`, `.ofType(Reference)`), a filter on a reference's
-target (`.where(resolve() is Patient)`) or on a child's value (`.where(system='phone')`), an index (`[0]`),
-and `|` unions of these. Those are compiled here into plain Python steps over the JSON, which also know each
-value's FHIR type from the element definitions. Anything else goes to fhirpathpy (slower, and untyped).
+target (`.where(resolve() is Patient)`) or on a child's value (`.where(system='phone')`), an extension by
+url (`.extension('http://…')`), an index (`[0]`), and `|` unions of these. Those are compiled here into
+plain Python steps over the JSON, which also know each value's FHIR type from the element definitions.
+Anything else goes to fhirpathpy (slower, and untyped).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Node:
     value: object
     type: str | None
     # Where the value's children are described: the type whose element map holds them, and the path in it.
+    # For a primitive: the element it is the value of.
     owner: str | None = None
     path: str = ""
 
@@ -51,6 +53,8 @@ def _typed(value: object, type_code: str, owner: str, path: str) -> Node:
         return Node(value, "BackboneElement", owner, type_code[1:])
     if type_code == "Resource" and isinstance(value, dict):
         return Node(value, value.get("resourceType"), value.get("resourceType"), "")
+    if type_code[:1].islower():  # a primitive: it remembers where it is, for its binding
+        return Node(value, type_code, owner, path)
     return Node(value, type_code, type_code, "")
 
 
@@ -138,6 +142,7 @@ _STEP = re.compile(
         (?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<index>\d+)\])?(?![A-Za-z0-9_(])
       | where\(resolve\(\)\s+is\s+(?P<resolve>[A-Za-z]+)\)
       | where\((?P<child>[A-Za-z]+)\s*=\s*'(?P<literal>[^']*)'\)
+      | extension\('(?P<extension>[^']+)'\)
       | (?:as|ofType)\((?P<as>[A-Za-z]+)\)
       | (?P<first>first)\(\)
     )""",
@@ -186,6 +191,10 @@ def _steps(text: str) -> list[Evaluator] | None:
             child, literal = m["child"], m["literal"]
             steps.append(lambda nodes, c=child, v=literal: [
                 n for n in nodes if isinstance(n.value, dict) and n.value.get(c) == v])
+        elif m["extension"]:
+            steps.append(_child_step("extension"))
+            steps.append(lambda nodes, url=m["extension"]: [
+                n for n in nodes if isinstance(n.value, dict) and n.value.get("url") == url])
         elif m["as"]:
             steps.append(_as_step(m["as"]))
         else:

@@ -7,6 +7,7 @@ Each parameter is known by the resource types it applies to; a parameter whose b
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -14,7 +15,9 @@ from pathlib import Path
 from fhir_server.fhir.definitions import DIRECTORY as DEFINITIONS
 from fhir_server.fhir.definitions import resource_types
 
-PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+# The program's conformance resources: the repository's profiles/ folder, or FHIR_PROFILES_DIR (an image
+# that installs the package copies the folder beside it and says where).
+PROFILES = Path(os.environ.get("FHIR_PROFILES_DIR") or Path(__file__).resolve().parents[2] / "profiles")
 # Parameters answered from columns of the resource table rather than index rows.
 RESOURCE_COLUMNS = frozenset({"_id", "_lastUpdated"})
 # Kinds of search this server does not do; asked for, they are reported as unsupported.

@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 
+from fhir_server.fhir.definitions import code_systems
 from fhir_server.fhir.fhirpath import Node, compile_expression, resource_node, top_level_keys
 from fhir_server.fhir.search_parameters import RESOURCE_COLUMNS, SearchParameter, by_url, for_type
 from fhir_server.search.dates import MAX_DATE, MIN_DATE, parse_range
@@ -75,7 +76,8 @@ def token_values(node: Node) -> Iterator[tuple[str | None, str | None]]:
     if isinstance(value, bool):
         yield None, "true" if value else "false"
     elif isinstance(value, str):
-        yield None, value
+        # A code bound (required) to one CodeSystem is that system's code (search.html#token).
+        yield (code_systems().get(node.owner, {}).get(node.path) if kind == "code" and node.owner else None), value
     elif not isinstance(value, dict):
         return
     elif kind == "CodeableConcept":
@@ -195,7 +197,7 @@ def reference_values(node: Node, base_url: str) -> Iterator[tuple[str | None, st
     """(target type, target id, url, version) of a Reference, canonical or uri (search.html#reference).
 
     A literal reference under this server's base counts as the relative reference it names; any other
-    absolute URL keeps its text in `url`, with the type and id it names when it has that shape.
+    absolute URL is another server's resource and keeps only its text, in `url`.
     """
     value = node.value
     if isinstance(value, str):  # canonical or uri
@@ -209,14 +211,14 @@ def reference_values(node: Node, base_url: str) -> Iterator[tuple[str | None, st
         return  # contained resources are not indexed (search.html#contained is not supported)
     if base_url and reference.startswith(base_url + "/"):
         reference = reference[len(base_url) + 1:]
-    absolute = "://" in reference or reference.startswith("urn:")
+    if "://" in reference or reference.startswith("urn:"):
+        yield None, None, index_value(reference), None  # another server's resource: matched by its URL
+        return
     parts = reference.split("/")
     if len(parts) >= 4 and parts[-2] == "_history":
         parts = parts[:-2]
-    target_type, target_id = (parts[-2], parts[-1]) if len(parts) >= 2 else (None, None)
-    if target_type is not None and not target_type[:1].isupper():
-        target_type, target_id = None, None
-    yield target_type, index_value(target_id), index_value(reference) if absolute else None, None
+    if len(parts) == 2 and parts[0][:1].isupper():
+        yield parts[0], index_value(parts[1]), None, None
 
 
 def reference_identifiers(node: Node) -> Iterator[tuple[str | None, str | None]]:
@@ -323,8 +325,8 @@ def _component_rows(sp: SearchParameter, node: Node, base_url: str) -> list[dict
         elif second.type in ("quantity", "number"):
             for system, code, unit, low, high in quantity_values(n) if second.type == "quantity" else (
                     (None, None, None, lo, hi) for lo, hi in number_values(n)):
-                out.append({"b_system": index_value(system), "b_code": index_value(code or unit),
-                            "b_low": low, "b_high": high})
+                out.append({"b_system": index_value(system), "b_code": index_value(code),
+                            "b_unit": index_value(unit), "b_low": low, "b_high": high})
         elif second.type == "date":
             out += [{"b_start": s, "b_end": e} for s, e in date_ranges(n)]
         elif second.type in ("string", "uri"):
@@ -335,8 +337,8 @@ def _component_rows(sp: SearchParameter, node: Node, base_url: str) -> list[dict
 def _index_composite(rows: Rows, sp: SearchParameter, nodes: list[Node], base_url: str) -> None:
     if composite_parts(sp) is None:
         return
-    empty = {"b_system": None, "b_code": None, "b_low": None, "b_high": None, "b_start": None, "b_end": None,
-             "b_text": None}
+    empty = {"b_system": None, "b_code": None, "b_unit": None, "b_low": None, "b_high": None, "b_start": None,
+             "b_end": None, "b_text": None}
     for node in nodes:
         firsts = compile_expression(sp.components[0].expression, node.type or "")([node])
         pairs = [pair for n in firsts for pair in token_values(n)]

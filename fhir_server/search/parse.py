@@ -181,9 +181,10 @@ class _Parser:
             self.unknown(name, f"search parameter {base} is not supported by this server")
             return None
         if base == "_id":
-            if modifier not in (None, "missing") or dot:
-                raise bad_request(f"parameter {name}: _id takes no modifier", name)
-            return Criterion("_id", "token", tuple(v.unescape(p) for p in v.split_unescaped(text, ",") if p))
+            if modifier not in (None, "not") or dot:
+                raise bad_request(f"parameter {name}: _id takes only the :not modifier", name)
+            return Criterion("_id", "token", tuple(v.unescape(p) for p in v.split_unescaped(text, ",") if p),
+                             modifier)
         if base == "_lastUpdated":
             if modifier or dot:
                 raise bad_request(f"parameter {name}: _lastUpdated takes no modifier", name)

@@ -10,7 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, Table, and_, exists, false, func, literal, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.sql import FromClause
 
 from fhir_server.fhir.search_parameters import compartment_params, compartment_types
@@ -125,7 +140,7 @@ def uri_condition(col, value: v.UriValue, modifier: str | None) -> ColumnElement
     if modifier == "below":
         return or_(col == uri, col.like(_like_prefix(uri.rstrip("/")) + "/%", escape="\\"))
     if modifier == "above":
-        return or_(col == uri, literal(uri).like(func.concat(col, "/%")))
+        return or_(col == uri, literal(uri).like(col.concat("/%")))
     return col == uri
 
 
@@ -136,7 +151,8 @@ def composite_condition(criterion: Criterion, value: v.CompositeValue, now: date
     if second.type == "token":
         other = token_condition(C.c.b_system, C.c.b_code, part)
     elif second.type == "quantity":
-        other = quantity_condition(C, part, system="b_system", code="b_code", unit=None, low="b_low", high="b_high")
+        other = quantity_condition(C, part, system="b_system", code="b_code", unit="b_unit", low="b_low",
+                                   high="b_high")
     elif second.type == "number":
         other = number_condition(C.c.b_low, C.c.b_high, part)
     elif second.type == "date":
@@ -149,37 +165,38 @@ def composite_condition(criterion: Criterion, value: v.CompositeValue, now: date
 
 
 # -- criteria -> conditions on a resource alias -----------------------------------------------------------
-def _rows_match(outer: FromClause, resource_type: str | None, table: Table, param: str,
+# A search's scope: one type (type search), several (system search with `_type`), or None (every type).
+Scope = str | tuple[str, ...] | None
+
+
+def _rows_match(outer: FromClause, scope: Scope, table: Table, param: str,
                 condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    """`outer` has a row of `table` for `param` satisfying `condition`."""
-    if resource_type is None:  # system search: correlate on the type too
-        return exists().where(table.c.resource_type == outer.c.resource_type, table.c.id == outer.c.id,
-                              table.c.param == param, condition)
-    return outer.c.id.in_(select(table.c.id).where(table.c.resource_type == resource_type, table.c.param == param,
-                                                    condition))
+    """`outer` has a row of `table` for `param` satisfying `condition`, as a semi-join the planner can drive
+    from the index table."""
+    if isinstance(scope, str):
+        return outer.c.id.in_(select(table.c.id).where(table.c.resource_type == scope, table.c.param == param,
+                                                       condition))
+    rows = select(table.c.resource_type, table.c.id).where(table.c.param == param, condition)
+    if scope:
+        rows = rows.where(table.c.resource_type.in_(scope))
+    return tuple_(outer.c.resource_type, outer.c.id).in_(rows)
 
 
-def _index_criterion(outer, resource_type: str | None, criterion: Criterion, now: datetime) -> ColumnElement[bool]:
+def _index_rows(criterion: Criterion, now: datetime) -> tuple[Table, str, ColumnElement[bool], bool]:
+    """(table, param, row condition, negated) of a criterion answered from an index table."""
     name, modifier, values = criterion.name, criterion.modifier, criterion.values
     table = _TABLE_OF_TYPE[criterion.type]
     if modifier == "missing":
-        has_rows = _rows_match(outer, resource_type, table, name, true())
-        return not_(has_rows) if values[0] else has_rows
-    if not values:
-        return true()
+        return table, name, true(), values[0]
     if criterion.type == "token":
         if modifier == "text":
-            return _rows_match(outer, resource_type, S, f"{name}:text",
-                               or_(*(string_condition(S.c.value, S.c.exact, x, None) for x in values)))
+            return S, f"{name}:text", or_(*(string_condition(S.c.value, S.c.exact, x, None) for x in values)), False
         param = f"{name}:of-type" if modifier == "of-type" else name
-        condition = or_(*(token_condition(T.c.system, T.c.code, x) for x in values))
-        matched = _rows_match(outer, resource_type, T, param, condition)
-        return not_(matched) if modifier in ("not", "not-in") else matched
+        return T, param, or_(*(token_condition(T.c.system, T.c.code, x) for x in values)), \
+            modifier in ("not", "not-in")
     if criterion.type == "reference" and modifier == "identifier":
-        return _rows_match(outer, resource_type, T, f"{name}:identifier",
-                           or_(*(token_condition(T.c.system, T.c.code, x) for x in values)))
-    condition = or_(*(_ROW_CONDITIONS[criterion.type](criterion, x, now) for x in values))
-    return _rows_match(outer, resource_type, table, name, condition)
+        return T, f"{name}:identifier", or_(*(token_condition(T.c.system, T.c.code, x) for x in values)), False
+    return table, name, or_(*(_ROW_CONDITIONS[criterion.type](criterion, x, now) for x in values)), False
 
 
 _ROW_CONDITIONS: dict[str, Callable[[Criterion, object, datetime], ColumnElement[bool]]] = {
@@ -215,54 +232,72 @@ def _approx(value: v.DateValue, now: datetime) -> tuple | None:
     return value.range.start - widen, value.range.end + widen
 
 
+def _is_index_criterion(criterion) -> bool:
+    return isinstance(criterion, Criterion) and criterion.param is not None and (
+        bool(criterion.values) or criterion.modifier == "missing")
+
+
 def ids_matching(resource_type: str, criterion, now: datetime) -> Select:
-    """Ids of the current resources of one type that match a criterion (for chains and `_has`)."""
+    """Ids of the current resources of one type that match a criterion (for chains and `_has`).
+
+    A positive index criterion is answered by the index table alone: a deleted resource has no rows.
+    """
+    if _is_index_criterion(criterion):
+        table, param, row_condition, negated = _index_rows(criterion, now)
+        if not negated:
+            return select(table.c.id).where(table.c.resource_type == resource_type, table.c.param == param,
+                                            row_condition)
     inner = R.alias()
     return select(inner.c.id).where(inner.c.resource_type == resource_type, inner.c.deleted == false(),
                                     condition(inner, resource_type, criterion, now))
 
 
-def condition(outer, resource_type: str | None, criterion, now: datetime) -> ColumnElement[bool]:
+def condition(outer, scope: Scope, criterion, now: datetime) -> ColumnElement[bool]:
     """One criterion as a condition on the resource alias `outer`."""
     if isinstance(criterion, Chain):
         options = [and_(REF.c.target_type == target, REF.c.target_id.in_(ids_matching(target, criterion.inner, now)))
                    for target in criterion.target_types]
-        return _rows_match(outer, resource_type, REF, criterion.name, or_(*options))
+        return _rows_match(outer, scope, REF, criterion.name, or_(*options))
     if isinstance(criterion, Has):
         sources = ids_matching(criterion.source_type, criterion.inner, now)
         targets = select(REF.c.target_id).where(REF.c.resource_type == criterion.source_type,
                                                 REF.c.param == criterion.reference, REF.c.id.in_(sources))
-        if resource_type is None:
-            return exists(targets.where(REF.c.target_type == outer.c.resource_type, REF.c.target_id == outer.c.id))
-        return outer.c.id.in_(targets.where(REF.c.target_type == resource_type))
+        if not isinstance(scope, str):
+            return tuple_(outer.c.resource_type, outer.c.id).in_(
+                targets.with_only_columns(REF.c.target_type, REF.c.target_id))
+        return outer.c.id.in_(targets.where(REF.c.target_type == scope))
     if criterion.name == "_id":
-        return outer.c.id.in_(criterion.values) if criterion.values else false()
+        matched = outer.c.id.in_(criterion.values) if criterion.values else false()
+        return not_(matched) if criterion.modifier == "not" else matched
     if criterion.name == "_lastUpdated":
         return or_(*(instant_condition(outer.c.last_updated, x, now) for x in criterion.values))
     if criterion.name == "_list":
-        members = select(REF.c.target_id).where(REF.c.resource_type == "List", REF.c.id.in_(criterion.values),
-                                                REF.c.param == "item")
-        if resource_type is None:
-            return exists(members.where(REF.c.target_type == outer.c.resource_type, REF.c.target_id == outer.c.id))
-        return outer.c.id.in_(members.where(REF.c.target_type == resource_type))
-    return _index_criterion(outer, resource_type, criterion, now)
+        members = select(REF.c.target_type, REF.c.target_id).where(
+            REF.c.resource_type == "List", REF.c.id.in_(criterion.values), REF.c.param == "item")
+        if not isinstance(scope, str):
+            return tuple_(outer.c.resource_type, outer.c.id).in_(members)
+        return outer.c.id.in_(members.with_only_columns(REF.c.target_id).where(REF.c.target_type == scope))
+    if not _is_index_criterion(criterion):
+        return true()  # every value was empty: the parameter selects nothing out
+    table, param, row_condition, negated = _index_rows(criterion, now)
+    matched = _rows_match(outer, scope, table, param, row_condition)
+    return not_(matched) if negated else matched
 
 
-def in_compartment(outer, resource_type: str | None, compartment: tuple[str, str]) -> ColumnElement[bool]:
-    """Membership of a compartment (compartmentdefinition.html): a compartment parameter names its owner."""
+def in_compartment(outer, scope: Scope, compartment: tuple[str, str]) -> ColumnElement[bool]:
+    """Membership of a compartment (compartmentdefinition.html): a compartment parameter names its owner,
+    or the resource is the owner. A semi-join driven by the reference index's target lookup."""
     owner_type, owner_id = compartment
-    types = (resource_type,) if resource_type is not None else compartment_types(owner_type)
-    options = []
-    for t in types:
-        params = compartment_params(owner_type, t)
-        if params:
-            options.append(and_(REF.c.resource_type == t, REF.c.param.in_(params)))
-    own = and_(outer.c.resource_type == owner_type, outer.c.id == owner_id)
-    if not options:
-        return own if resource_type in (None, owner_type) else false()
-    members = exists().where(REF.c.target_id == owner_id, REF.c.target_type == owner_type,
-                             REF.c.resource_type == outer.c.resource_type, REF.c.id == outer.c.id, or_(*options))
-    return or_(own, members) if resource_type in (None, owner_type) else members
+    types = (scope,) if isinstance(scope, str) else (scope or (owner_type, *compartment_types(owner_type)))
+    options = [and_(REF.c.resource_type == t, REF.c.param.in_(params))
+               for t in types if (params := compartment_params(owner_type, t))]
+    members = select(REF.c.resource_type, REF.c.id).where(
+        REF.c.target_id == owner_id, REF.c.target_type == owner_type, or_(*options) if options else false())
+    if owner_type in types:
+        members = union_all(members, select(literal(owner_type), literal(owner_id)))
+    if isinstance(scope, str):
+        return outer.c.id.in_(select(members.subquery().c[1]))
+    return tuple_(outer.c.resource_type, outer.c.id).in_(members)
 
 
 def where_clause(query: SearchQuery, now: datetime, outer=R) -> list[ColumnElement[bool]]:
@@ -271,11 +306,12 @@ def where_clause(query: SearchQuery, now: datetime, outer=R) -> list[ColumnEleme
         clauses.append(outer.c.resource_type == query.resource_type)
     elif query.types:
         clauses.append(outer.c.resource_type.in_(query.types))
+    scope: Scope = query.resource_type if query.resource_type is not None else (query.types or None)
     if query.compartment is not None:
-        clauses.append(in_compartment(outer, query.resource_type, query.compartment))
+        clauses.append(in_compartment(outer, scope, query.compartment))
     if query.care_period is not None:
         clauses.append(_in_care_period(outer, *query.care_period))
-    clauses.extend(condition(outer, query.resource_type, c, now) for c in query.criteria)
+    clauses.extend(condition(outer, scope, c, now) for c in query.criteria)
     return clauses
 
 

@@ -100,8 +100,8 @@ quantity_table = _index_table(
 uri_table = _index_table("uri_index", Column("value", TEXT, nullable=False), lookup=("value",))
 composite_table = _index_table(
     "composite_index", Column("a_system", TEXT), Column("a_code", TEXT), Column("b_system", TEXT),
-    Column("b_code", TEXT), Column("b_low", Float), Column("b_high", Float), Column("b_start", DateTime),
-    Column("b_end", DateTime), Column("b_text", TEXT), lookup=("a_code", "a_system"),
+    Column("b_code", TEXT), Column("b_unit", TEXT), Column("b_low", Float), Column("b_high", Float),
+    Column("b_start", DateTime), Column("b_end", DateTime), Column("b_text", TEXT), lookup=("a_code", "a_system"),
 )
 # Index table by the name search/index.py gives its rows.
 INDEX_TABLES = {

@@ -39,3 +39,9 @@ def resource_types() -> frozenset[str]:
 def element_types() -> dict[str, dict[str, str]]:
     """Type name -> element path within it -> `|`-joined type codes, or `#path` for a content reference."""
     return json.loads((_HERE / "elements.json").read_text())["types"]
+
+
+@cache
+def code_systems() -> dict[str, dict[str, str]]:
+    """Type name -> path of a `code` element -> the one CodeSystem its required binding draws from."""
+    return json.loads((_HERE / "code_systems.json").read_text())["codeSystems"]

@@ -51,7 +51,8 @@ def upgrade() -> None:
                  lookup=["low"])
     _index_table("uri_index", sa.Column("value", TEXT, nullable=False), lookup=["value"])
     _index_table("composite_index", sa.Column("a_system", TEXT), sa.Column("a_code", TEXT),
-                 sa.Column("b_system", TEXT), sa.Column("b_code", TEXT), sa.Column("b_low", sa.Float),
+                 sa.Column("b_system", TEXT), sa.Column("b_code", TEXT), sa.Column("b_unit", TEXT),
+                 sa.Column("b_low", sa.Float),
                  sa.Column("b_high", sa.Float), sa.Column("b_start", sa.DateTime), sa.Column("b_end", sa.DateTime),
                  sa.Column("b_text", TEXT), lookup=["a_code", "a_system"])
     op.create_table("search_index_state", sa.Column("resource_type", sa.String(64), primary_key=True),
