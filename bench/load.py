@@ -51,18 +51,25 @@ def find_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def read_load(wrk: str | None, origin: str, paths_file: Path, connections: int, duration: float) -> ReadResult:
-    """GET random paths from `paths_file` against `origin` for `duration` seconds."""
+def read_load(wrk: str | None, origin: str, paths_file: Path, connections: int, duration: float, *,
+              script: Path = WRK_SCRIPT, headers: dict[str, str] | None = None,
+              timeout_s: float = REQUEST_TIMEOUT_S) -> ReadResult:
+    """GET random paths from `paths_file` against `origin` for `duration` seconds.
+
+    `script` is the wrk script (it sets its own headers); `headers` are for the Python generator only.
+    """
     if wrk:
-        return _wrk_load(wrk, origin, paths_file, connections, duration)
-    return _python_load(origin, paths_file, connections, duration)
+        return _wrk_load(wrk, origin, paths_file, connections, duration, script, timeout_s)
+    return _python_load(origin, paths_file, connections, duration, headers or {}, timeout_s)
 
 
-def _wrk_load(wrk: str, origin: str, paths_file: Path, connections: int, duration: float) -> ReadResult:
+def _wrk_load(wrk: str, origin: str, paths_file: Path, connections: int, duration: float,
+              script: Path = WRK_SCRIPT, timeout_s: float = REQUEST_TIMEOUT_S) -> ReadResult:
     # One wrk thread drives tens of thousands of requests/s, and the server needs the other cycles.
-    command = [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", f"--timeout={REQUEST_TIMEOUT_S:g}s",
-               "-s", str(WRK_SCRIPT), origin, "--", str(paths_file)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + GRACE_S, check=True)
+    command = [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", f"--timeout={timeout_s:g}s",
+               "-s", str(script), origin, "--", str(paths_file)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + timeout_s + GRACE_S,
+                          check=True)
     summary = next((line for line in done.stdout.splitlines() if line.startswith("BENCH ")), None)
     if summary is None:
         raise RuntimeError(f"wrk printed no summary:\n{done.stdout}\n{done.stderr}")
@@ -71,15 +78,16 @@ def _wrk_load(wrk: str, origin: str, paths_file: Path, connections: int, duratio
                       figures["p50_us"] / 1000, figures["p99_us"] / 1000, figures["errors"])
 
 
-def _python_load(origin: str, paths_file: Path, connections: int, duration: float) -> ReadResult:
+def _python_load(origin: str, paths_file: Path, connections: int, duration: float,
+                 headers: dict[str, str] | None = None, timeout_s: float = REQUEST_TIMEOUT_S) -> ReadResult:
     # Several processes, because one asyncio + httpx loop saturates a core well below the server's rate.
     processes = max(1, min(os.cpu_count() or 1, connections))
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
     paths = [line for line in paths_file.read_text().splitlines() if line]
-    jobs = [(origin, paths, share, duration) for share in shares]
+    jobs = [(origin, paths, share, duration, headers or {}, timeout_s) for share in shares]
     # spawn, not fork: the parent runs threads (the RSS sampler) that a fork would copy mid-flight.
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        parts = pool.map_async(_python_worker, jobs).get(timeout=duration + GRACE_S)
+        parts = pool.map_async(_python_worker, jobs).get(timeout=duration + timeout_s + GRACE_S)
     latencies = sorted(ms for part_latencies, _, _ in parts for ms in part_latencies)
     errors = sum(part_errors for _, part_errors, _ in parts)
     # Each process timed its own window; their mean is the span over which the requests completed.
@@ -88,19 +96,20 @@ def _python_load(origin: str, paths_file: Path, connections: int, duration: floa
                       percentile(latencies, 99), errors)
 
 
-def _python_worker(job: tuple[str, list[str], int, float]) -> tuple[list[float], int, float]:
+def _python_worker(job: tuple[str, list[str], int, float, dict[str, str], float]) -> tuple[list[float], int, float]:
     return asyncio.run(_python_loop(*job))
 
 
-async def _python_loop(origin: str, paths: list[str], connections: int,
-                       duration: float) -> tuple[list[float], int, float]:
+async def _python_loop(origin: str, paths: list[str], connections: int, duration: float,
+                       extra_headers: dict[str, str] | None = None,
+                       timeout_s: float = REQUEST_TIMEOUT_S) -> tuple[list[float], int, float]:
     """Latencies (ms) of completed responses, the error count and the seconds measured."""
     latencies: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    headers = {"Accept": "application/fhir+json"}
+    headers = {"Accept": "application/fhir+json", **(extra_headers or {})}
     async with httpx.AsyncClient(base_url=origin, limits=limits, headers=headers,
-                                 timeout=REQUEST_TIMEOUT_S) as client:
+                                 timeout=timeout_s) as client:
 
         async def connection(end: float) -> None:
             nonlocal errors

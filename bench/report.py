@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.ingest import IngestResult
 from bench.load import ReadResult
+from bench.search import KIND_BY_NAME, KINDS, MIX, MIX_LABEL, Measure, SearchRun
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
@@ -18,6 +19,13 @@ TARGET_INGEST_PER_S = 1000
 TARGET_READ_CONNECTIONS = 32
 TARGET_READ_PER_S = 2000
 TARGET_READ_P99_MS = 25
+# The search targets (the search issue), checked on PostgreSQL at the scaled size.
+TARGET_SEARCH_RESOURCES = 1_000_000
+TARGET_SEARCH_CONNECTIONS = 32
+TARGET_SEARCH_PER_S = 500
+TARGET_SEARCH_P99_MS = 100
+TARGET_SEARCH_SLOWDOWN = 10  # no kind slower at the scaled size than this many times its corpus-size time
+FEW_SAMPLES = 100  # below this many operations a p99 is marked as rough
 
 
 @dataclass
@@ -25,6 +33,10 @@ class BackendResult:
     backend: str
     ingest: IngestResult | None = None
     reads: list[ReadResult] = field(default_factory=list)
+    scaled_ingest: IngestResult | None = None  # bench/scale.py's copies, on top of the corpus
+    scale_seed: int | None = None
+    searches: list[SearchRun] = field(default_factory=list)  # one per data set: corpus, then scaled
+    analyze_seconds: list[float] = field(default_factory=list)  # VACUUM ANALYZE before each search run
     peak_rss_mb: float = 0.0
     error: str | None = None
 
@@ -62,6 +74,8 @@ def render(results: list[BackendResult], machine_facts: list[tuple[str, str]], c
     postgres = next((r for r in results if r.backend == "postgres" and r.error is None), None)
     if postgres:
         lines += _targets(postgres, whole_corpus)
+    if any(r.searches for r in results):
+        lines += _search_legend()
     for result in results:
         lines += _backend(result)
     return "\n".join(lines).rstrip() + "\n"
@@ -97,6 +111,8 @@ def _targets(result: BackendResult, whole_corpus: bool) -> list[str]:
                      f"p99 {read.p99_ms:.1f} ms, {read.errors} errors | {_yes(met)} |")
     else:
         lines.append(f"| read-by-id at {TARGET_READ_CONNECTIONS} connections | not measured | – |")
+    if result.searches:
+        lines += _search_targets(result, whole_corpus)
     return lines + [""]
 
 
@@ -109,20 +125,223 @@ def _backend(result: BackendResult) -> list[str]:
         lines += [
             "| ingest | bundles | resources | resources/s | bundles/s | p50 bundle | p99 bundle | failures |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            (f"| transactions | {ingest.ok_bundles:,} of {ingest.bundles:,} | {ingest.resources:,} "
-             f"| {ingest.resources_per_s:,.0f} | {ingest.bundles_per_s:.2f} | {ingest.latency_ms(50):,.0f} ms "
-             f"| {ingest.latency_ms(99):,.0f} ms | {ingest.failures} |"),
-            "",
+            _ingest_row("transactions", ingest),
         ]
+        if result.scaled_ingest:
+            lines.append(_ingest_row(f"scaled copies (seed {result.scale_seed}), on top",
+                                     result.scaled_ingest))
+        lines.append("")
     if result.reads:
         lines += ["| read Patient by id: connections | requests/s | p50 | p99 | errors |",
                   "| ---: | ---: | ---: | ---: | ---: |"]
         lines += [f"| {read.connections} | {read.requests_per_s:,.0f} | {read.p50_ms:.2f} ms "
                   f"| {read.p99_ms:.2f} ms | {read.errors} |" for read in result.reads]
         lines.append("")
+    if result.searches:
+        lines += _search_tables(result)
     if result.peak_rss_mb:
         lines += [f"Peak server RSS (all processes): {result.peak_rss_mb:,.0f} MB", ""]
     return lines
+
+
+def _ingest_row(label: str, ingest: IngestResult) -> str:
+    return (f"| {label} | {ingest.ok_bundles:,} of {ingest.bundles:,} | {ingest.resources:,} "
+            f"| {ingest.resources_per_s:,.0f} | {ingest.bundles_per_s:.2f} | {ingest.latency_ms(50):,.0f} ms "
+            f"| {ingest.latency_ms(99):,.0f} ms | {ingest.failures} |")
+
+
+# ---- search ----------------------------------------------------------------------------------------------
+
+
+def _search_legend() -> list[str]:
+    lines = ["### Search query kinds", "",
+             "Each kind alone, then the patient-scoped kinds in turn on the same connections (the mix); values "
+             "sampled from the loaded data by `bench/search.py`; every request with `Prefer: handling=strict`, "
+             "so an unsupported parameter is an error (400), not ignored. Paging: one operation is the whole "
+             "walk through the `next` links; pages are also timed one by one.", "",
+             "| kind | request |", "| --- | --- |"]
+    lines += [f"| {kind.name} | `{kind.template}`{', then each `next` link to the end' if kind.paged else ''} |"
+              for kind in KINDS]
+    lines += [f"| {MIX} | {MIX_LABEL.split(': ', 1)[1]} |", ""]
+    return lines
+
+
+def _search_targets(result: BackendResult, whole_corpus: bool) -> list[str]:
+    scaled = result.searches[-1] if len(result.searches) > 1 else None
+    corpus = result.searches[0]
+    lines: list[str] = []
+    target = (f"patient-scoped search mix ≥ {TARGET_SEARCH_PER_S:,} searches/s, p99 ≤ {TARGET_SEARCH_P99_MS} ms, "
+              f"at {TARGET_SEARCH_CONNECTIONS} connections, {TARGET_SEARCH_RESOURCES:,} resources")
+    run = scaled or corpus
+    mix = run.at(MIX, TARGET_SEARCH_CONNECTIONS)
+    verdict_possible = whole_corpus and scaled is not None and scaled.resources >= TARGET_SEARCH_RESOURCES
+    if mix is None:
+        lines.append(f"| {target} | not measured{_run_error(run)} | – |")
+    else:
+        measured = (f"{mix.per_s:,.0f} searches/s, p99 {mix.p99_ms:,.1f} ms, {mix.errors:,} errors, "
+                    f"at {run.resources:,} resources")
+        verdict = _verdict_throughput_p99(mix) if verdict_possible else "– (not at the full size)"
+        lines.append(f"| {target} | {measured} | {verdict} |")
+    slowdown = (f"each kind at {TARGET_SEARCH_RESOURCES:,} resources ≤ {TARGET_SEARCH_SLOWDOWN}× its time at the "
+                f"corpus size (p50 at {_connections(_lowest_level(corpus))})")
+    ratios = _slowdowns(corpus, scaled) if scaled else {}
+    if not ratios:
+        lines.append(f"| {slowdown} | not measured | – |")
+    else:
+        worst = max(ratios, key=lambda name: ratios[name])
+        over = [name for name, ratio in ratios.items() if ratio > TARGET_SEARCH_SLOWDOWN]
+        measured = f"worst: {worst} {ratios[worst]:.1f}× ({corpus.resources:,} → {scaled.resources:,} resources)"
+        if not verdict_possible:
+            verdict = "– (not at the full size)"
+        elif over:
+            verdict = "**no**: " + ", ".join(f"{name} {ratios[name]:.1f}×" for name in over)
+        else:
+            verdict = "yes"
+        lines.append(f"| {slowdown} | {measured} | {verdict} |")
+    return lines
+
+
+def _search_tables(result: BackendResult) -> list[str]:
+    lines: list[str] = []
+    for index, run in enumerate(result.searches):
+        analyzed = (f"; {'VACUUM ANALYZE' if result.backend == 'postgres' else 'ANALYZE'} before it took "
+                    f"{result.analyze_seconds[index]:,.1f} s"
+                    if index < len(result.analyze_seconds) else "")
+        lines += [f"Search at {run.resources:,} resources ({run.label}){analyzed}. Sampled for the requests: "
+                  + (", ".join(f"{value:,} {key}" for key, value in run.discovered.items()) or "nothing") + ".", ""]
+        if run.error:
+            lines += [f"Search run failed: `{run.error}`", ""]
+        levels = sorted({m.connections for measures in run.measures.values() for m in measures})
+        if not levels:
+            continue
+        few_samples = False
+        lines += ["| kind | " + " | ".join(f"{c} conn: /s | p50 | p99" for c in levels) + " | errors |",
+                  "| --- | " + " | ".join("---: | ---: | ---:" for _ in levels) + " | ---: |"]
+        for name in [kind.name for kind in KINDS] + [MIX]:
+            measures = run.measures.get(name)
+            if not measures:
+                if name in run.no_data:
+                    lines.append(f"| {name} | " + " | ".join("– | – | –" for _ in levels) + " | no data sampled |")
+                continue
+            cells = []
+            for level in levels:
+                m = run.at(name, level)
+                few = "*" if m and m.operations < FEW_SAMPLES else ""
+                few_samples |= bool(few)
+                cells.append(f"{_rate(m.per_s)} | {_ms(m.p50_ms)} | {_ms(m.p99_ms)}{few}" if m else "– | – | –")
+            lines.append(f"| {name}{' (walks)' if _paged(name) else ''} | " + " | ".join(cells)
+                         + f" | {sum(m.errors for m in measures):,} |")
+            if _paged(name):
+                cells = []
+                for level in levels:
+                    m = run.at(name, level)
+                    few = "*" if m and m.pages < FEW_SAMPLES else ""
+                    cells.append(f"{_rate(m.pages_per_s)} | {_ms(m.page_p50_ms)} | {_ms(m.page_p99_ms)}{few}"
+                                 if m else "– | – | –")
+                walks = [m for m in measures if m.operations]
+                per_walk = f"{sum(m.pages for m in walks) / sum(m.operations for m in walks):.1f}" if walks else "–"
+                lines.append(f"| {name} (pages; {per_walk} a walk) | " + " | ".join(cells) + " | |")
+        lines.append("")
+        if few_samples:
+            lines += [f"\\* fewer than {FEW_SAMPLES} searches (or pages) at that level: a rough p99.", ""]
+    if len(result.searches) > 1:
+        lines += _comparison(result.searches[0], result.searches[-1])
+    return lines
+
+
+def _comparison(corpus: SearchRun, scaled: SearchRun) -> list[str]:
+    low, high = _lowest_level(corpus), _highest_level(corpus)
+    lines = [f"Scaled ({scaled.resources:,} resources) against corpus ({corpus.resources:,}): p50 at "
+             f"{_connections(low)} (the time of one search), p99 and rate at {_connections(high)}; "
+             f"patient-scoped kinds and the mix against ≥ {TARGET_SEARCH_PER_S}/s with p99 ≤ "
+             f"{TARGET_SEARCH_P99_MS} ms at {TARGET_SEARCH_CONNECTIONS} connections.", "",
+             f"| kind | p50 corpus | p50 scaled | ratio (≤ {TARGET_SEARCH_SLOWDOWN}×) | p99 corpus | p99 scaled "
+             f"| ratio | /s corpus | /s scaled | ≥ {TARGET_SEARCH_PER_S}/s, p99 ≤ {TARGET_SEARCH_P99_MS} ms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for name in [kind.name for kind in KINDS] + [MIX]:
+        a_low, b_low = corpus.at(name, low), scaled.at(name, low)
+        a_high, b_high = corpus.at(name, high), scaled.at(name, high)
+        if not any((a_low, b_low, a_high, b_high)):
+            continue
+        scoped = name == MIX or KIND_BY_NAME[name].scoped
+        target = ""
+        if scoped:
+            target = _verdict_throughput_p99(b_high) if b_high and high == TARGET_SEARCH_CONNECTIONS else "–"
+        ratio_low = _ratio(a_low.p50_ms if a_low else None, b_low.p50_ms if b_low else None)
+        if ratio_low and (a_low and b_low and b_low.p50_ms > TARGET_SEARCH_SLOWDOWN * a_low.p50_ms):
+            ratio_low = f"**{ratio_low}**"
+        lines.append(
+            f"| {name}{' (walks)' if _paged(name) else ''} | {_ms(a_low.p50_ms) if a_low else '–'} "
+            f"| {_ms(b_low.p50_ms) if b_low else '–'} | {ratio_low or '–'} "
+            f"| {_ms(a_high.p99_ms) if a_high else '–'} | {_ms(b_high.p99_ms) if b_high else '–'} "
+            f"| {_ratio(a_high.p99_ms if a_high else None, b_high.p99_ms if b_high else None) or '–'} "
+            f"| {_rate(a_high.per_s) if a_high else '–'} | {_rate(b_high.per_s) if b_high else '–'} | {target} |")
+        if _paged(name):
+            lines.append(
+                f"| {name} (per page) | {_ms(a_low.page_p50_ms) if a_low else '–'} "
+                f"| {_ms(b_low.page_p50_ms) if b_low else '–'} "
+                f"| {_ratio(a_low.page_p50_ms if a_low else None, b_low.page_p50_ms if b_low else None) or '–'} "
+                f"| {_ms(a_high.page_p99_ms) if a_high else '–'} | {_ms(b_high.page_p99_ms) if b_high else '–'} "
+                f"| {_ratio(a_high.page_p99_ms if a_high else None, b_high.page_p99_ms if b_high else None) or '–'}"
+                f" | {_rate(a_high.pages_per_s) if a_high else '–'} | {_rate(b_high.pages_per_s) if b_high else '–'}"
+                " | |")
+    return lines + [""]
+
+
+def _slowdowns(corpus: SearchRun, scaled: SearchRun) -> dict[str, float]:
+    """p50 at the lowest level, scaled over corpus, for every kind measured in both runs."""
+    low = _lowest_level(corpus)
+    ratios = {}
+    for name in [kind.name for kind in KINDS] + [MIX]:
+        a, b = corpus.at(name, low), scaled.at(name, low)
+        if a and b and a.p50_ms > 0 and a.operations and b.operations:
+            ratios[name] = b.p50_ms / a.p50_ms
+    return ratios
+
+
+def _verdict_throughput_p99(m: Measure) -> str:
+    misses = []
+    if m.per_s < TARGET_SEARCH_PER_S:
+        misses.append(f"{m.per_s / TARGET_SEARCH_PER_S - 1:+.0%} searches/s")
+    if m.p99_ms > TARGET_SEARCH_P99_MS:
+        misses.append(f"p99 {m.p99_ms - TARGET_SEARCH_P99_MS:+,.0f} ms")
+    if m.errors:
+        misses.append(f"{m.errors:,} errors")
+    return "yes" if not misses else "**no**: " + ", ".join(misses)
+
+
+def _lowest_level(run: SearchRun) -> int:
+    levels = [m.connections for measures in run.measures.values() for m in measures]
+    return min(levels) if levels else 1
+
+
+def _highest_level(run: SearchRun) -> int:
+    levels = [m.connections for measures in run.measures.values() for m in measures]
+    return max(levels) if levels else TARGET_SEARCH_CONNECTIONS
+
+
+def _connections(count: int) -> str:
+    return f"{count} connection{'s' if count != 1 else ''}"
+
+
+def _paged(name: str) -> bool:
+    return name in KIND_BY_NAME and KIND_BY_NAME[name].paged
+
+
+def _run_error(run: SearchRun) -> str:
+    return f" (`{run.error}`)" if run.error else ""
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{b / a:.1f}×" if a and b else ""
+
+
+def _rate(per_s: float) -> str:
+    return f"{per_s:,.0f}" if per_s >= 10 else f"{per_s:.2f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f} ms" if value >= 100 else f"{value:.1f} ms"
 
 
 def _yes(met: bool) -> str:

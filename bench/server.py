@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -27,17 +28,19 @@ RSS_INTERVAL_S = 0.5
 
 
 @contextmanager
-def fresh_database(backend: str, postgres_url: str, workdir: Path) -> Iterator[str]:
+def fresh_database(backend: str, postgres_url: str, workdir: Path, name: str = BENCH_DATABASE) -> Iterator[str]:
     """Yield the URL of an empty database; a PostgreSQL one is dropped again afterwards."""
     if backend == "sqlite":
         yield f"sqlite:///{workdir / 'bench.sqlite3'}"
         return
-    drop = f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"database name must be letters, digits and _: {name!r}")
+    drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     with _admin_connection(postgres_url) as conn:
         conn.execute(drop)
-        conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+        conn.execute(f"CREATE DATABASE {name}")
     try:
-        yield make_url(postgres_url).set(database=BENCH_DATABASE).render_as_string(hide_password=False)
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with _admin_connection(postgres_url) as conn:
             conn.execute(drop)
@@ -56,6 +59,19 @@ def _admin_connection(postgres_url: str) -> psycopg.Connection:
     # Autocommit: CREATE and DROP DATABASE cannot run inside a transaction.
     conninfo = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
     return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+
+
+def analyze(database_url: str) -> float:
+    """Refresh the planner's statistics (PostgreSQL: VACUUM ANALYZE; SQLite: ANALYZE); the seconds it took."""
+    started = time.perf_counter()
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        with sqlite3.connect(url.database or "") as conn:
+            conn.execute("ANALYZE")
+    else:
+        with _admin_connection(database_url) as conn:  # autocommit: VACUUM cannot run in a transaction
+            conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - started
 
 
 def migrate(database_url: str, log: Path) -> None:

@@ -422,36 +422,35 @@ class SqlRepository:
         ]
 
     def search(self, query: SearchQuery, *, count: int, cursor: str | None = None) -> SearchPage:
-        """search (search.html): one page of matches in the query's order, keyset-paged, with includes."""
+        """search (search.html): one page of matches in the query's order, keyset-paged, with includes.
+
+        The total is counted on the first page, or on any page with `_total=accurate`, in the page's own
+        statement; `count=0` (`_summary=count`) only counts.
+        """
         self.flush()
         query = self._expand_value_sets(query)
         now = _now()
+        if count == 0:
+            return SearchPage([], None if query.total == "none" else self._count(query, now))
         after, backwards = cursor_codec.decode(cursor, query.sort) if cursor else (None, False)
         want_total = query.total == "accurate" or (query.total is None and cursor is None)
-        rows = self.conn.execute(sql.select_page(query, now, count + 1, after, backwards,
-                                                 want_total and count > 0)).all()
+        rows = self.conn.execute(sql.select_page(query, now, count + 1, after, backwards, want_total)).all()
         more = len(rows) > count
         rows = rows[:count]
         if backwards:
             rows.reverse()
         total = None
         if want_total:
-            total = rows[0].total if rows and count > 0 else self._count(query, now)
+            total = rows[0].total if rows else (0 if after is None else self._count(query, now))
         elif query.total == "estimate":
             total = self._estimate(query, now)
         page = [StoredResource(r.resource_type, r.id, r.version_id, r.last_updated, r.content) for r in rows]
-        keys = len(query.sort)
-
-        def edge(row, before: bool) -> str:
-            values = row._mapping
-            return cursor_codec.encode([values[f"k{i}"] for i in range(keys)], row.resource_type, row.id, before)
-
         has_next = more if not backwards else after is not None
-        has_prev = (after is not None) if not backwards else more
+        has_prev = after is not None if not backwards else more
         return SearchPage(
             page, total,
-            next_cursor=edge(rows[-1], False) if rows and has_next else None,
-            prev_cursor=edge(rows[0], True) if rows and has_prev else None,
+            next_cursor=_edge(rows[-1], len(query.sort), False) if rows and has_next else None,
+            prev_cursor=_edge(rows[0], len(query.sort), True) if rows and has_prev else None,
             included=self._included(page, query) if query.includes else [],
         )
 
@@ -538,6 +537,12 @@ class SqlRepository:
         self.flush()
         query = self._expand_value_sets(query)
         return [row.id for row in self.conn.execute(sql.select_ids(query, _now(), limit))]
+
+
+def _edge(row, keys: int, backwards: bool) -> str:
+    """The cursor of a page's first (`backwards`) or last row: its sort key values, type and id."""
+    values = row._mapping
+    return cursor_codec.encode([values[f"k{i}"] for i in range(keys)], row.resource_type, row.id, backwards)
 
 
 @contextmanager
