@@ -424,8 +424,8 @@ class SqlRepository:
     def search(self, query: SearchQuery, *, count: int, cursor: str | None = None) -> SearchPage:
         """search (search.html): one page of matches in the query's order, keyset-paged, with includes.
 
-        The total is counted on the first page, or on any page with `_total=accurate`, in the page's own
-        statement; `count=0` (`_summary=count`) only counts.
+        The total is counted on the first page (in the page's own statement) and, with `_total=accurate`,
+        on later pages too (in a second one); `count=0` (`_summary=count`) only counts.
         """
         self.flush()
         query = self._expand_value_sets(query)
@@ -434,14 +434,15 @@ class SqlRepository:
             return SearchPage([], None if query.total == "none" else self._count(query, now))
         after, backwards = cursor_codec.decode(cursor, query.sort) if cursor else (None, False)
         want_total = query.total == "accurate" or (query.total is None and cursor is None)
-        rows = self.conn.execute(sql.select_page(query, now, count + 1, after, backwards, want_total)).all()
+        rows = self.conn.execute(sql.select_page(query, now, count + 1, after, backwards,
+                                                 want_total and after is None)).all()
         more = len(rows) > count
         rows = rows[:count]
         if backwards:
             rows.reverse()
         total = None
         if want_total:
-            total = rows[0].total if rows else (0 if after is None else self._count(query, now))
+            total = (rows[0].total if rows else 0) if after is None else self._count(query, now)
         elif query.total == "estimate":
             total = self._estimate(query, now)
         page = [StoredResource(r.resource_type, r.id, r.version_id, r.last_updated, r.content) for r in rows]
