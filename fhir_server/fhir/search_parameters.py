@@ -88,6 +88,9 @@ def common(types: tuple[str, ...]) -> dict[str, SearchParameter]:
     return {code: sp for code, sp in first.items() if all(code in t and t[code].type == sp.type for t in tables[1:])}
 
 
+COMPARTMENTS = ("Patient", "Encounter", "RelatedPerson", "Practitioner", "Device")
+
+
 @cache
 def compartment_params(compartment: str, resource_type: str) -> tuple[str, ...]:
     """The parameters that put a resource of this type in a compartment (compartmentdefinition.html)."""

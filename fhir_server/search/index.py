@@ -15,11 +15,18 @@ from functools import cache
 
 from fhir_server.fhir.definitions import code_systems
 from fhir_server.fhir.fhirpath import Node, compile_expression, resource_node, top_level_keys
-from fhir_server.fhir.search_parameters import RESOURCE_COLUMNS, SearchParameter, by_url, for_type
+from fhir_server.fhir.search_parameters import (
+    COMPARTMENTS,
+    RESOURCE_COLUMNS,
+    SearchParameter,
+    by_url,
+    compartment_params,
+    for_type,
+)
 from fhir_server.search.dates import MAX_DATE, MIN_DATE, parse_range
 from fhir_server.search.strings import index_value, normalize
 
-TABLES = ("string", "token", "date", "reference", "number", "quantity", "uri", "composite")
+TABLES = ("string", "token", "date", "reference", "number", "quantity", "uri", "composite", "compartment")
 _NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 _ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
 
@@ -380,4 +387,19 @@ def index_rows(resource: dict, resource_type: str, id: str, base_url: str = "") 
             _index_composite(rows, sp, nodes, base_url)
         else:
             _index_simple(rows, sp, nodes)
+    _index_compartments(rows, resource_type, id)
     return rows.tables
+
+
+def _index_compartments(rows: Rows, resource_type: str, id: str) -> None:
+    """Compartment membership (compartmentdefinition.html): a resource is in the compartment of what its
+    compartment parameters refer to, and a compartment's owner is in its own compartment."""
+    for compartment in COMPARTMENTS:
+        if resource_type == compartment:
+            rows.add("compartment", compartment_type=compartment, compartment_id=id)
+        params = compartment_params(compartment, resource_type)
+        if not params:
+            continue
+        for row in rows.tables["reference"]:
+            if row["target_type"] == compartment and row["param"] in params:
+                rows.add("compartment", compartment_type=compartment, compartment_id=row["target_id"])

@@ -24,11 +24,9 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
-    union_all,
 )
 from sqlalchemy.sql import FromClause
 
-from fhir_server.fhir.search_parameters import compartment_params, compartment_types
 from fhir_server.search import values as v
 from fhir_server.search.index import composite_parts
 from fhir_server.search.parse import Chain, Criterion, Has, SearchQuery, SortKey
@@ -38,7 +36,7 @@ from fhir_server.store.tables import resource_table as R
 
 S, T, D = INDEX_TABLES["string"], INDEX_TABLES["token"], INDEX_TABLES["date"]
 REF, N, Q = INDEX_TABLES["reference"], INDEX_TABLES["number"], INDEX_TABLES["quantity"]
-U, C = INDEX_TABLES["uri"], INDEX_TABLES["composite"]
+U, C, CM = INDEX_TABLES["uri"], INDEX_TABLES["composite"], INDEX_TABLES["compartment"]
 _TABLE_OF_TYPE = {"string": S, "token": T, "date": D, "reference": REF, "number": N, "quantity": Q, "uri": U,
                   "composite": C}
 
@@ -285,18 +283,14 @@ def condition(outer, scope: Scope, criterion, now: datetime) -> ColumnElement[bo
 
 
 def in_compartment(outer, scope: Scope, compartment: tuple[str, str]) -> ColumnElement[bool]:
-    """Membership of a compartment (compartmentdefinition.html): a compartment parameter names its owner,
-    or the resource is the owner. A semi-join driven by the reference index's target lookup."""
+    """Membership of a compartment (compartmentdefinition.html), from the rows indexing wrote for it."""
     owner_type, owner_id = compartment
-    types = (scope,) if isinstance(scope, str) else (scope or (owner_type, *compartment_types(owner_type)))
-    options = [and_(REF.c.resource_type == t, REF.c.param.in_(params))
-               for t in types if (params := compartment_params(owner_type, t))]
-    members = select(REF.c.resource_type, REF.c.id).where(
-        REF.c.target_id == owner_id, REF.c.target_type == owner_type, or_(*options) if options else false())
-    if owner_type in types:
-        members = union_all(members, select(literal(owner_type), literal(owner_id)))
+    members = select(CM.c.resource_type, CM.c.id).where(CM.c.compartment_id == owner_id,
+                                                        CM.c.compartment_type == owner_type)
     if isinstance(scope, str):
-        return outer.c.id.in_(select(members.subquery().c[1]))
+        return outer.c.id.in_(members.with_only_columns(CM.c.id).where(CM.c.resource_type == scope))
+    if scope:
+        members = members.where(CM.c.resource_type.in_(scope))
     return tuple_(outer.c.resource_type, outer.c.id).in_(members)
 
 

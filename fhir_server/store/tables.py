@@ -103,10 +103,22 @@ composite_table = _index_table(
     Column("b_code", TEXT), Column("b_unit", TEXT), Column("b_low", Float), Column("b_high", Float),
     Column("b_start", DateTime), Column("b_end", DateTime), Column("b_text", TEXT), lookup=("a_code", "a_system"),
 )
+compartment_table = Table(
+    # Which compartments each resource is in (compartmentdefinition.html), for compartment search and
+    # Patient/$everything: one lookup by owner instead of an OR over every type's compartment parameters.
+    "compartment_index", metadata,
+    Column("resource_type", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("compartment_type", String(64), nullable=False),
+    Column("compartment_id", String(512), nullable=False),
+    Index("ix_compartment_index_owner", "compartment_id", "compartment_type", "resource_type"),
+    Index("ix_compartment_index_resource", "resource_type", "id"),
+)
 # Index table by the name search/index.py gives its rows.
 INDEX_TABLES = {
     "string": string_table, "token": token_table, "date": date_table, "reference": reference_table,
     "number": number_table, "quantity": quantity_table, "uri": uri_table, "composite": composite_table,
+    "compartment": compartment_table,
 }
 ALL_TABLES = (resource_table, version_table, *INDEX_TABLES.values())
 # Per resource type, a digest of the SearchParameters its index rows were made with (store/reindex.py).

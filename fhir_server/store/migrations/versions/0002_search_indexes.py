@@ -1,4 +1,5 @@
-"""Typed search index tables for every SearchParameter (search.html#ptypes); the index state digest.
+"""Typed search index tables for every SearchParameter (search.html#ptypes), compartment membership, and
+the index state digest.
 
 The token index of 0001 is replaced (its rows had a surrogate key and only `identifier`); `fhir-server
 migrate` reindexes every resource after this revision, because the stored index state is then empty.
@@ -64,6 +65,16 @@ def upgrade() -> None:
                  sa.Column("b_low", sa.Float),
                  sa.Column("b_high", sa.Float), sa.Column("b_start", sa.DateTime), sa.Column("b_end", sa.DateTime),
                  sa.Column("b_text", TEXT), lookup=["a_code", "a_system"])
+    op.create_table(
+        "compartment_index",
+        sa.Column("resource_type", sa.String(64), nullable=False),
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("compartment_type", sa.String(64), nullable=False),
+        sa.Column("compartment_id", sa.String(512), nullable=False),
+    )
+    op.create_index("ix_compartment_index_owner", "compartment_index",
+                    ["compartment_id", "compartment_type", "resource_type"])
+    op.create_index("ix_compartment_index_resource", "compartment_index", ["resource_type", "id"])
     if op.get_bind().dialect.name == "postgresql":
         # The planner multiplies the selectivities of resource_type, param and the value as if they were
         # independent, and underestimates a common code or a patient's references 10- to 30-fold; then it
@@ -75,8 +86,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("search_index_state", "composite_index", "uri_index", "quantity_index", "number_index",
-                 "reference_index", "date_index", "token_index", "string_index"):
+    for name in ("search_index_state", "compartment_index", "composite_index", "uri_index", "quantity_index",
+                 "number_index", "reference_index", "date_index", "token_index", "string_index"):
         op.drop_table(name)
     op.create_table(
         "token_index",
