@@ -282,27 +282,31 @@ def condition(outer, scope: Scope, criterion, now: datetime) -> ColumnElement[bo
     return not_(matched) if negated else matched
 
 
-def in_compartment(outer, scope: Scope, compartment: tuple[str, str]) -> ColumnElement[bool]:
-    """Membership of a compartment (compartmentdefinition.html), from the rows indexing wrote for it."""
-    owner_type, owner_id = compartment
-    members = select(CM.c.resource_type, CM.c.id).where(CM.c.compartment_id == owner_id,
-                                                        CM.c.compartment_type == owner_type)
-    if isinstance(scope, str):
-        return outer.c.id.in_(members.with_only_columns(CM.c.id).where(CM.c.resource_type == scope))
-    if scope:
-        members = members.where(CM.c.resource_type.in_(scope))
-    return tuple_(outer.c.resource_type, outer.c.id).in_(members)
+def matches_from(query: SearchQuery):
+    """The table a search's matches are drawn from: the resource table, or for a compartment search the
+    membership rows of its owner, which exist for current resources only and so need no resource row.
+    (`_lastUpdated` is a resource column: with it, the resource table is used.)"""
+    if query.compartment is not None and not any(
+            isinstance(c, Criterion) and c.name == "_lastUpdated" for c in query.criteria):
+        return CM
+    return R
 
 
 def where_clause(query: SearchQuery, now: datetime, outer=R) -> list[ColumnElement[bool]]:
-    clauses: list[ColumnElement[bool]] = [outer.c.deleted == false()]
+    """The conditions on `outer` (the resource table or compartment rows) that make a match."""
+    scope: Scope = query.resource_type if query.resource_type is not None else (query.types or None)
+    clauses: list[ColumnElement[bool]] = []
+    if outer is not CM:
+        clauses.append(outer.c.deleted == false())
     if query.resource_type is not None:
         clauses.append(outer.c.resource_type == query.resource_type)
     elif query.types:
         clauses.append(outer.c.resource_type.in_(query.types))
-    scope: Scope = query.resource_type if query.resource_type is not None else (query.types or None)
     if query.compartment is not None:
-        clauses.append(in_compartment(outer, scope, query.compartment))
+        owner_type, owner_id = query.compartment
+        clauses += [CM.c.compartment_id == owner_id, CM.c.compartment_type == owner_type]
+        if outer is not CM:  # one membership row per owner: a join, not IN (see matches_from)
+            clauses += [CM.c.resource_type == outer.c.resource_type, CM.c.id == outer.c.id]
     if query.care_period is not None:
         clauses.append(_in_care_period(outer, *query.care_period))
     clauses.extend(condition(outer, scope, c, now) for c in query.criteria)
@@ -341,22 +345,23 @@ def sort_expression(key: SortKey, outer=R):
                                             table.c.param == key.name).scalar_subquery())
 
 
-def order_terms(keys: list[tuple[object, bool]], backwards: bool) -> list:
+def order_terms(keys: list[tuple[object, bool]], backwards: bool, type_column, id_column) -> list:
     """ORDER BY terms: each key with missing values last (first when paging backwards), then type and id."""
     terms = []
     for expr, descending in keys:
         terms.append(expr.is_(None).desc() if backwards else expr.is_(None))
         terms.append(expr.desc() if descending != backwards else expr.asc())
-    terms += [R.c.resource_type.desc(), R.c.id.desc()] if backwards else [R.c.resource_type, R.c.id]
+    terms += [type_column.desc(), id_column.desc()] if backwards else [type_column, id_column]
     return terms
 
 
-def keyset_condition(keys: list[tuple[object, bool]], cursor: list, backwards: bool) -> ColumnElement[bool]:
+def keyset_condition(keys: list[tuple[object, bool]], cursor: list, backwards: bool,
+                     outer=R) -> ColumnElement[bool]:
     """Rows strictly after (or, `backwards`, before) the cursor row in the search's order."""
     *values, last_type, last_id = cursor
-    tail = or_(R.c.resource_type > last_type, and_(R.c.resource_type == last_type, R.c.id > last_id)) \
-        if not backwards else or_(R.c.resource_type < last_type, and_(R.c.resource_type == last_type,
-                                                                      R.c.id < last_id))
+    kind, id = outer.c.resource_type, outer.c.id
+    tail = or_(kind > last_type, and_(kind == last_type, id > last_id)) if not backwards \
+        else or_(kind < last_type, and_(kind == last_type, id < last_id))
     for (expr, descending), value in reversed(list(zip(keys, values, strict=True))):
         if value is None:
             # Missing values sort last: after a missing one come only missing ones; before it, all values.
@@ -374,23 +379,36 @@ def keyset_condition(keys: list[tuple[object, bool]], cursor: list, backwards: b
 def select_page(query: SearchQuery, now: datetime, limit: int, cursor: list | None, backwards: bool,
                 with_total: bool) -> Select:
     """One page of matches in the search's order, from the keyset cursor on; each row carries its sort keys
-    (`k0`, `k1`…) for the next cursor and, when asked (first pages only), the number of all matches."""
-    keys = [(sort_expression(k), k.descending) for k in query.sort]
-    columns = [R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.content]
-    columns += [expr.label(f"k{i}") for i, (expr, _) in enumerate(keys)]
+    (`k0`, `k1`…) for the next cursor and, when asked (first pages only), the number of all matches.
+
+    The page is chosen by a narrow inner query (type, id, keys, and `count(*) OVER ()`, which rides on the
+    sort the order needs); only its rows' bodies are then read, so no body is carried through the sort.
+    """
+    outer = matches_from(query)
+    keys = [(sort_expression(k, outer), k.descending) for k in query.sort]
+    columns = [outer.c.resource_type, outer.c.id, *(expr.label(f"k{i}") for i, (expr, _) in enumerate(keys))]
     if with_total:
-        # Counted over every match before LIMIT: free when the order needs a sort of all matches anyway.
         columns.append(func.count().over().label("total"))
-    stmt = select(*columns).where(*where_clause(query, now))
+    inner = select(*columns).where(*where_clause(query, now, outer))
     if cursor is not None:
-        stmt = stmt.where(keyset_condition(keys, cursor, backwards))
-    return stmt.order_by(*order_terms(keys, backwards)).limit(limit)
+        inner = inner.where(keyset_condition(keys, cursor, backwards, outer))
+    page = inner.order_by(*order_terms(keys, backwards, outer.c.resource_type, outer.c.id)).limit(limit) \
+        .subquery("page")
+    body = R.alias("body")
+    page_keys = [(page.c[f"k{i}"], descending) for i, (_, descending) in enumerate(keys)]
+    return (
+        select(page, body.c.version_id, body.c.last_updated, body.c.content)
+        .join_from(page, body, and_(body.c.resource_type == page.c.resource_type, body.c.id == page.c.id))
+        .order_by(*order_terms(page_keys, backwards, page.c.resource_type, page.c.id))
+    )
 
 
 def select_count(query: SearchQuery, now: datetime) -> Select:
-    return select(func.count()).select_from(R).where(*where_clause(query, now))
+    outer = matches_from(query)
+    return select(func.count()).select_from(outer).where(*where_clause(query, now, outer))
 
 
 def select_ids(query: SearchQuery, now: datetime, limit: int | None) -> Select:
-    stmt = select(R.c.id, R.c.version_id).where(*where_clause(query, now)).order_by(R.c.id)
+    """Ids of matches of a type search (conditional interactions, `:in` ValueSets, `_total=estimate`)."""
+    stmt = select(R.c.id).where(*where_clause(query, now)).order_by(R.c.id)
     return stmt.limit(limit) if limit is not None else stmt
