@@ -105,6 +105,8 @@ def top_level_keys(expression: str, resource_type: str) -> frozenset[str] | None
     """
     keys: set[str] = set()
     for branch in split_union(expression):
+        if _fast_branch(branch, resource_type) is None:
+            return None  # e.g. `x.exists() and …`: an absent element can still give a value
         text = branch.strip().lstrip("(")
         head = _HEAD.match(text)
         if head is None or head["index"] is not None:

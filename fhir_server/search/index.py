@@ -207,9 +207,12 @@ def reference_values(node: Node, base_url: str) -> Iterator[tuple[str | None, st
     absolute URL is another server's resource and keeps only its text, in `url`.
     """
     value = node.value
-    if isinstance(value, str):  # canonical or uri
+    if isinstance(value, str):  # canonical or uri; a relative one (`PlanDefinition/x`) names its target too
         url, _, version = value.partition("|")
-        yield None, None, index_value(url), index_value(version or None)
+        parts = url.split("/")
+        local = len(parts) == 2 and parts[0][:1].isupper() and "://" not in url
+        yield (parts[0] if local else None), (index_value(parts[1]) if local else None), index_value(url), \
+            index_value(version or None)
         return
     if not isinstance(value, dict) or not isinstance(value.get("reference"), str):
         return
@@ -265,6 +268,7 @@ class Rows:
 
 
 def _index_token(rows: Rows, code: str, nodes: list[Node]) -> None:
+    before = len(rows.tables["token"])
     for node in nodes:
         for system, value in token_values(node):
             rows.token(code, system, value)
@@ -272,14 +276,23 @@ def _index_token(rows: Rows, code: str, nodes: list[Node]) -> None:
             rows.string(f"{code}:text", text)
         for system, typed_value in identifier_types(node):
             rows.token(f"{code}:of-type", system, typed_value)
+    if not any(r["param"] == code for r in rows.tables["token"][before:]):
+        rows.token(code, None, None)  # present, with no code (e.g. text only): not `:missing`
 
 
 def _index_reference(rows: Rows, code: str, nodes: list[Node], base_url: str) -> None:
+    before = len(rows.tables["reference"])
     for node in nodes:
         for target_type, target_id, url, version in reference_values(node, base_url):
             rows.add("reference", param=code, target_type=target_type, target_id=target_id, url=url, version=version)
         for system, value in reference_identifiers(node):
             rows.token(f"{code}:identifier", system, value)
+    searchable = any(isinstance(n.value, dict) and (n.value.get("identifier") or n.value.get("reference"))
+                     for n in nodes)
+    if len(rows.tables["reference"]) == before and searchable:
+        # An identifier-only or contained reference is a value, though not a literal one: not `:missing`.
+        # A display-only reference gives nothing to search on, and counts as missing.
+        rows.add("reference", param=code, target_type=None, target_id=None, url=None, version=None)
 
 
 def _index_simple(rows: Rows, sp: SearchParameter, nodes: list[Node]) -> None:

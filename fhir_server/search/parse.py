@@ -186,9 +186,9 @@ class _Parser:
             return Criterion("_id", "token", tuple(v.unescape(p) for p in v.split_unescaped(text, ",") if p),
                              modifier)
         if base == "_lastUpdated":
-            if modifier or dot:
-                raise bad_request(f"parameter {name}: _lastUpdated takes no modifier", name)
-            return Criterion("_lastUpdated", "date", self._parsed(name, "date", text, None, None))
+            if modifier not in (None, "missing") or dot:
+                raise bad_request(f"parameter {name}: _lastUpdated takes only the :missing modifier", name)
+            return Criterion("_lastUpdated", "date", self._parsed(name, "date", text, modifier, None), modifier)
         if base == "_list":
             if modifier or dot:
                 raise bad_request(f"parameter {name}: _list takes no modifier", name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -126,8 +127,12 @@ def parse_number(text: str) -> NumberValue:
     if not number.is_finite():
         raise ValueError(f"not a number: {raw!r}")
     # Half a unit of the last significant digit either side: 100 -> [99.5, 100.5), 1.50 -> [1.495, 1.505).
+    # Stored values are doubles: the range is widened to hold at least the double nearest the value.
     half = Decimal(5).scaleb(number.as_tuple().exponent - 1)
-    return NumberValue(prefix, float(number), float(number - half), float(number + half))
+    value = float(number)
+    low = min(float(number - half), math.nextafter(value, -math.inf))
+    high = max(float(number + half), math.nextafter(value, math.inf))
+    return NumberValue(prefix, value, low, high)
 
 
 def parse_quantity(text: str) -> QuantityValue:

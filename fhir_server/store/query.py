@@ -268,6 +268,8 @@ def condition(outer, scope: Scope, criterion, now: datetime) -> ColumnElement[bo
         matched = outer.c.id.in_(criterion.values) if criterion.values else false()
         return not_(matched) if criterion.modifier == "not" else matched
     if criterion.name == "_lastUpdated":
+        if criterion.modifier == "missing":  # every resource has one
+            return false() if criterion.values[0] else true()
         return or_(*(instant_condition(outer.c.last_updated, x, now) for x in criterion.values))
     if criterion.name == "_list":
         members = select(REF.c.target_type, REF.c.target_id).where(
