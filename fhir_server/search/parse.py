@@ -92,6 +92,9 @@ class SearchQuery:
     compartment: tuple[str, str] | None = None  # (compartment type, id) for [base]/Patient/1/Observation
     # Patient/$everything's start/end: keep resources whose `date` parameter overlaps it (or have none).
     care_period: tuple | None = None
+    # Patient/$everything: with each page, the resources its members refer to that are outside the
+    # compartment's types (practitioners, organizations, medications...).
+    everything: bool = False
 
 
 def _parameters(resource_type: str | None, types: tuple[str, ...]) -> dict[str, SearchParameter]:

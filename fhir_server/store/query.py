@@ -285,7 +285,7 @@ def condition(outer, scope: Scope, criterion, now: datetime) -> ColumnElement[bo
 
 
 def matches_from(query: SearchQuery):
-    """The table a search's matches are drawn from: the resource table, or for a compartment search the
+    """What a search's matches are drawn from: the resource table, or for a compartment search the
     membership rows of its owner, which exist for current resources only and so need no resource row.
     (`_lastUpdated` is a resource column: with it, the resource table is used.)"""
     if query.compartment is not None and not any(
@@ -298,7 +298,7 @@ def where_clause(query: SearchQuery, now: datetime, outer=R) -> list[ColumnEleme
     """The conditions on `outer` (the resource table or compartment rows) that make a match."""
     scope: Scope = query.resource_type if query.resource_type is not None else (query.types or None)
     clauses: list[ColumnElement[bool]] = []
-    if outer is not CM:
+    if outer is R:
         clauses.append(outer.c.deleted == false())
     if query.resource_type is not None:
         clauses.append(outer.c.resource_type == query.resource_type)
@@ -307,7 +307,7 @@ def where_clause(query: SearchQuery, now: datetime, outer=R) -> list[ColumnEleme
     if query.compartment is not None:
         owner_type, owner_id = query.compartment
         clauses += [CM.c.compartment_id == owner_id, CM.c.compartment_type == owner_type]
-        if outer is not CM:  # one membership row per owner: a join, not IN (see matches_from)
+        if outer is R:  # one membership row per owner: a join, not IN (see matches_from)
             clauses += [CM.c.resource_type == outer.c.resource_type, CM.c.id == outer.c.id]
     if query.care_period is not None:
         clauses.append(_in_care_period(outer, *query.care_period))

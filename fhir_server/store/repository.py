@@ -24,10 +24,10 @@ from sqlalchemy.exc import IntegrityError
 from fhir_server.fhir import jsonio
 from fhir_server.fhir.errors import bad_request, conflict, gone, not_found, precondition_failed, unprocessable
 from fhir_server.fhir.models import ID_PATTERN, validate_resource
-from fhir_server.fhir.search_parameters import for_type
+from fhir_server.fhir.search_parameters import compartment_types, for_type
 from fhir_server.search.dates import format_instant
 from fhir_server.search.index import TABLES, index_rows
-from fhir_server.search.parse import Criterion, SearchQuery
+from fhir_server.search.parse import Criterion, Include, SearchQuery
 from fhir_server.search.values import TokenValue, UriValue
 from fhir_server.store import cursor as cursor_codec
 from fhir_server.store import include as include_sql
@@ -452,7 +452,7 @@ class SqlRepository:
             page, total,
             next_cursor=_edge(rows[-1], len(query.sort), False) if rows and has_next else None,
             prev_cursor=_edge(rows[0], len(query.sort), True) if rows and has_prev else None,
-            included=self._included(page, query) if query.includes else [],
+            included=self._included(page, query) if query.includes or query.everything else [],
         )
 
     def _count(self, query: SearchQuery, now: datetime) -> int:
@@ -500,29 +500,30 @@ class SqlRepository:
         return codes
 
     def _included(self, page: list[StoredResource], query: SearchQuery) -> list[StoredResource]:
-        """`_include` / `_revinclude`, repeated on what they add for `:iterate` (search.html#revinclude)."""
+        """`_include` / `_revinclude`, repeated on what they add for `:iterate` (search.html#revinclude).
+
+        For `$everything`, every reference of the page to a type outside the compartment's: those of
+        compartment types come in as members, and another patient's records never by reference.
+        """
         seen = {(r.resource_type, r.id) for r in page}
         found: list[StoredResource] = []
         frontier = page
+        includes, members = query.includes, frozenset()
+        if query.everything and query.compartment is not None:
+            includes = (Include("*", "*"),)
+            members = frozenset((query.compartment[0], *compartment_types(query.compartment[0])))
         for depth in range(MAX_INCLUDE_DEPTH):
-            wanted = [i for i in query.includes if depth == 0 or i.iterate]
+            wanted = [i for i in includes if depth == 0 or i.iterate]
+            keys = [(r.resource_type, r.id) for r in frontier]
             added: list[StoredResource] = []
-            by_type: dict[str, list[str]] = {}
-            for r in frontier:
-                by_type.setdefault(r.resource_type, []).append(r.id)
             for inc in wanted:
-                for resource_type, ids in by_type.items():
-                    if inc.reverse:
-                        stmt = include_sql.select_revincluded(inc, resource_type, ids, MAX_INCLUDED)
-                    elif inc.source_type in (resource_type, "*"):
-                        stmt = include_sql.select_included(inc, resource_type, ids, MAX_INCLUDED)
-                    else:
-                        continue
-                    for row in self.conn.execute(stmt):
-                        if (row.resource_type, row.id) not in seen and len(found) + len(added) < MAX_INCLUDED:
-                            seen.add((row.resource_type, row.id))
-                            added.append(StoredResource(row.resource_type, row.id, row.version_id,
-                                                        row.last_updated, row.content))
+                stmt = include_sql.select_revincluded(inc, keys, MAX_INCLUDED) if inc.reverse \
+                    else include_sql.select_included(inc, keys, MAX_INCLUDED, members)
+                for row in self.conn.execute(stmt):
+                    if (row.resource_type, row.id) not in seen and len(found) + len(added) < MAX_INCLUDED:
+                        seen.add((row.resource_type, row.id))
+                        added.append(StoredResource(row.resource_type, row.id, row.version_id, row.last_updated,
+                                                    row.content))
             found += added
             frontier = added
             if not frontier:

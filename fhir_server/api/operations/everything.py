@@ -1,4 +1,6 @@
-"""Patient/[id]/$everything (patient-operation-everything.html): the patient and their compartment.
+"""Patient/[id]/$everything (patient-operation-everything.html): the patient and their compartment, paged,
+each page with the resources it refers to outside the compartment's types (practitioners, organizations,
+locations, medications...) as `include` entries.
 
 `_type` narrows the types, `_since` keeps resources changed since an instant, `start`/`end` keep resources
 whose `date` parameter overlaps the care period (types without a `date` parameter are all kept), and
@@ -12,7 +14,6 @@ from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.searching import entry, link, page_size
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import bad_request
-from fhir_server.fhir.search_parameters import compartment_types
 from fhir_server.search.parse import Criterion, SearchQuery, parse_instant_param
 from fhir_server.search.values import DateValue
 
@@ -26,10 +27,9 @@ def everything(req: FhirRequest, ctx: Context, resource_type: str, id: str) -> F
     unknown = sorted({k for k, _ in req.params} - _PARAMETERS)
     if unknown:
         raise bad_request(f"$everything does not take {', '.join(unknown)}", *unknown)
-    types = tuple(t.strip() for v in (req.param("_type") or "").split(",") if (t := v.strip()))
+    types = tuple(t for t in (part.strip() for part in (req.param("_type") or "").split(",")) if t)
     if any(t not in resource_types() for t in types):
         raise bad_request("_type names an unknown resource type", "_type")
-    types = types or ("Patient", *compartment_types("Patient"))
     criteria = []
     since = req.param("_since")
     if since:
@@ -38,7 +38,7 @@ def everything(req: FhirRequest, ctx: Context, resource_type: str, id: str) -> F
     period = (parse_instant_param("start", start).start if start else None,
               parse_instant_param("end", end).end if end else None)
     query = SearchQuery(None, tuple(criteria), types=types, compartment=("Patient", id),
-                        care_period=period if start or end else None)
+                        care_period=period if start or end else None, everything=True)
     count = page_size(req.params, ctx)
     cursor = req.param("_cursor")
     page = ctx.repo.search(query, count=count, cursor=cursor)
@@ -53,6 +53,8 @@ def everything(req: FhirRequest, ctx: Context, resource_type: str, id: str) -> F
     if page.total is not None:
         bundle["total"] = page.total
     bundle["link"] = links
-    if page.resources:
-        bundle["entry"] = [entry(ctx, stored, "match", None, None) for stored in page.resources]
+    entries = [entry(ctx, stored, "match", None, None) for stored in page.resources]
+    entries += [entry(ctx, stored, "include", None, None) for stored in page.included]
+    if entries:
+        bundle["entry"] = entries
     return FhirResponse(200, bundle, interaction="operation", resource_type="Patient")
