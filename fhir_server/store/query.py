@@ -8,6 +8,7 @@ row condition for one value (search.html#ptypes), behind the `_ROW_CONDITIONS` d
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -284,14 +285,32 @@ def condition(outer, scope: Scope, criterion, now: datetime) -> ColumnElement[bo
     return not_(matched) if negated else matched
 
 
-def matches_from(query: SearchQuery):
-    """What a search's matches are drawn from: the resource table, or for a compartment search the
-    membership rows of its owner, which exist for current resources only and so need no resource row.
-    (`_lastUpdated` is a resource column: with it, the resource table is used.)"""
-    if query.compartment is not None and not any(
-            isinstance(c, Criterion) and c.name == "_lastUpdated" for c in query.criteria):
-        return CM
-    return R
+def matches_from(query: SearchQuery, now: datetime) -> tuple[FromClause, SearchQuery]:
+    """What a search's matches are drawn from, and the criteria left to check on them.
+
+    Index rows exist for current resources only, so a search need not touch the resource table before it
+    reads the page's bodies: a compartment search starts from its owner's membership rows, and a type
+    search from the rows of one of its criteria (a reference to a given resource when there is one: a
+    patient's few hundred rows, rather than every row of a common code). `_lastUpdated`, a resource column,
+    and searches with only negated criteria use the resource table.
+    """
+    if any(isinstance(c, Criterion) and c.name == "_lastUpdated" for c in query.criteria):
+        return R, query
+    if query.compartment is not None:
+        return CM, query
+    if not isinstance(query.resource_type, str):
+        return R, query
+    drivers = [c for c in query.criteria if _is_index_criterion(c) and not _index_rows(c, now)[3]
+               and c.modifier != "missing"]
+    if not drivers:
+        return R, query
+    driver = min(drivers, key=lambda c: 0 if c.type == "reference" and all(
+        getattr(x, "id", None) for x in c.values) else 1)
+    table, param, row_condition, _ = _index_rows(driver, now)
+    rows = (select(table.c.resource_type, table.c.id)
+            .where(table.c.resource_type == query.resource_type, table.c.param == param, row_condition)
+            .distinct().subquery("matches"))
+    return rows, replace(query, criteria=tuple(c for c in query.criteria if c is not driver))
 
 
 def where_clause(query: SearchQuery, now: datetime, outer=R) -> list[ColumnElement[bool]]:
@@ -386,7 +405,7 @@ def select_page(query: SearchQuery, now: datetime, limit: int, cursor: list | No
     The page is chosen by a narrow inner query (type, id, keys, and `count(*) OVER ()`, which rides on the
     sort the order needs); only its rows' bodies are then read, so no body is carried through the sort.
     """
-    outer = matches_from(query)
+    outer, query = matches_from(query, now)
     keys = [(sort_expression(k, outer), k.descending) for k in query.sort]
     columns = [outer.c.resource_type, outer.c.id, *(expr.label(f"k{i}") for i, (expr, _) in enumerate(keys))]
     if with_total:
@@ -406,7 +425,7 @@ def select_page(query: SearchQuery, now: datetime, limit: int, cursor: list | No
 
 
 def select_count(query: SearchQuery, now: datetime) -> Select:
-    outer = matches_from(query)
+    outer, query = matches_from(query, now)
     return select(func.count()).select_from(outer).where(*where_clause(query, now, outer))
 
 
