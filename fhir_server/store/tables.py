@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Float, Index, Integer, String, Table
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Float, Index, Integer, String, Table, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -56,7 +56,7 @@ version_table = ResourceVersion.__table__
 
 
 def _index_table(name: str, *columns: Column, lookup: tuple[str, ...], extra: tuple[Index, ...] = (),
-                 lookup_ops: dict[str, str] | None = None) -> Table:
+                 lookup_ops: dict[str, str] | None = None, lookup_where: str | None = None) -> Table:
     """A search index table (search.html#ptypes): rows of (resource, parameter, typed value).
 
     `lookup` indexes search by value; `ix_<name>_resource` finds a resource's rows, to replace them on
@@ -69,7 +69,9 @@ def _index_table(name: str, *columns: Column, lookup: tuple[str, ...], extra: tu
         Column("id", String(64), nullable=False),
         Column("param", String(100), nullable=False),
         *columns,
-        Index(f"ix_{name}_lookup", "resource_type", "param", *lookup, postgresql_ops=lookup_ops or {}),
+        Index(f"ix_{name}_lookup", "resource_type", "param", *lookup, postgresql_ops=lookup_ops or {},
+              postgresql_where=text(lookup_where) if lookup_where else None,
+              sqlite_where=text(lookup_where) if lookup_where else None),
         Index(f"ix_{name}_resource", "resource_type", "id", "param"),
         *extra,
     )
@@ -90,6 +92,9 @@ reference_table = _index_table(
     "reference_index", Column("target_type", String(64)), Column("target_id", String(512)), Column("url", TEXT),
     Column("version", String(64)), lookup=("url",),
     extra=(Index("ix_reference_index_target", "target_id", "target_type", "resource_type", "param"),),
+    # Most references are local and have no url: only the others are indexed by it, which spares most
+    # writes an index insert.
+    lookup_where="url IS NOT NULL",
 )
 number_table = _index_table("number_index", Column("low", Float, nullable=False),
                             Column("high", Float, nullable=False), lookup=("low",))

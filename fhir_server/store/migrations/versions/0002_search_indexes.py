@@ -28,7 +28,7 @@ _STATISTICS = {
 }
 
 
-def _index_table(name, *columns, lookup, lookup_ops=None, extra=()):
+def _index_table(name, *columns, lookup, lookup_ops=None, lookup_where=None, extra=()):
     op.create_table(
         name,
         sa.Column("resource_type", sa.String(64), nullable=False),
@@ -36,8 +36,9 @@ def _index_table(name, *columns, lookup, lookup_ops=None, extra=()):
         sa.Column("param", sa.String(100), nullable=False),
         *columns,
     )
+    where = sa.text(lookup_where) if lookup_where else None
     op.create_index(f"ix_{name}_lookup", name, ["resource_type", "param", *lookup],
-                    postgresql_ops=lookup_ops or {})
+                    postgresql_ops=lookup_ops or {}, postgresql_where=where, sqlite_where=where)
     op.create_index(f"ix_{name}_resource", name, ["resource_type", "id", "param"])
     for index_name, index_columns in extra:
         op.create_index(index_name, name, index_columns)
@@ -53,6 +54,7 @@ def upgrade() -> None:
                  extra=[("ix_date_index_high", ["resource_type", "param", "high"])])
     _index_table("reference_index", sa.Column("target_type", sa.String(64)), sa.Column("target_id", sa.String(512)),
                  sa.Column("url", TEXT), sa.Column("version", sa.String(64)), lookup=["url"],
+                 lookup_where="url IS NOT NULL",
                  extra=[("ix_reference_index_target", ["target_id", "target_type", "resource_type", "param"])])
     _index_table("number_index", sa.Column("low", sa.Float, nullable=False),
                  sa.Column("high", sa.Float, nullable=False), lookup=["low"])
