@@ -3,7 +3,10 @@
 Every SearchParameter of the resource's type is evaluated by its compiled FHIRPath expression, and each
 value it selects becomes rows of the table for the parameter's type. A few rows serve modifiers: a token's
 display texts are string rows named `code:text`, a reference's identifier is a token row named
-`code:identifier`, and an identifier's type with its value is a token row named `identifier:of-type`.
+`code:identifier`, an identifier's type with its value is a token row named `identifier:of-type`, and a
+value with nothing to match on (a CodeableConcept with text only, an identifier-only reference) leaves a
+row of empty values so that `:missing` counts it as present. Compartment membership rows follow from the
+reference rows and the compartment definitions.
 """
 
 from __future__ import annotations
