@@ -9,7 +9,7 @@ from fhir_server.api.negotiate import StoredJSON
 from fhir_server.fhir.errors import bad_request
 from fhir_server.fhir.subsetting import elements, summarize
 from fhir_server.search.parse import SearchQuery, parse_query
-from fhir_server.store.repository import StoredResource
+from fhir_server.store.repository import SearchPage, StoredResource
 
 
 def criteria_from_params(resource_type: str, params: list[tuple[str, str]], ctx: Context) -> SearchQuery:
@@ -57,3 +57,20 @@ def entry(ctx: Context, stored: StoredResource, mode: str, summary: str | None, 
     else:
         resource = resource_fragment(stored)
     return {"fullUrl": full_url(ctx, stored), "resource": resource, "search": {"mode": mode}}
+
+
+def searchset(ctx: Context, path: str, params: list[tuple[str, str]], cursor: str | None, page: SearchPage,
+              entries: list[dict]) -> dict:
+    """A searchset Bundle (bundle.html#searchset): total, `self`/`next`/`previous` links carrying `params`
+    and each page's `_cursor` (search.html#paging), and the entries."""
+    links = [{"relation": "self", "url": link(ctx, path, [*params, *([("_cursor", cursor)] if cursor else [])])}]
+    for relation, edge in (("next", page.next_cursor), ("previous", page.prev_cursor)):
+        if edge is not None:
+            links.append({"relation": relation, "url": link(ctx, path, [*params, ("_cursor", edge)])})
+    bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
+    if page.total is not None:
+        bundle["total"] = page.total
+    bundle["link"] = links
+    if entries:
+        bundle["entry"] = entries
+    return bundle

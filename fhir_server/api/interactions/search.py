@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
-from fhir_server.api.searching import entry, link, page_size
+from fhir_server.api.searching import entry, page_size, searchset
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import Issue, bad_request, error, operation_outcome
 from fhir_server.fhir.subsetting import parse_summary
@@ -44,17 +44,7 @@ def search(req: FhirRequest, ctx: Context, resource_type: str | None,
     page = ctx.repo.search(query, count=count, cursor=cursor)
 
     path = "/".join([*compartment, resource_type or ""]) if compartment else (resource_type or "")
-    ignored = {name for name in query.ignored}
-    own = [(k, v) for k, v in params if k not in _NOT_CARRIED and k not in ignored]
-    links = [{"relation": "self", "url": link(ctx, path, [*own, *([("_cursor", cursor)] if cursor else [])])}]
-    if page.next_cursor is not None and count > 0:
-        links.append({"relation": "next", "url": link(ctx, path, [*own, ("_cursor", page.next_cursor)])})
-    if page.prev_cursor is not None and count > 0:
-        links.append({"relation": "previous", "url": link(ctx, path, [*own, ("_cursor", page.prev_cursor)])})
-    bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
-    if page.total is not None:
-        bundle["total"] = page.total
-    bundle["link"] = links
+    own = [(k, v) for k, v in params if k not in _NOT_CARRIED and k not in query.ignored]
     entries = [entry(ctx, stored, "match", summary, wanted) for stored in page.resources]
     entries += [entry(ctx, stored, "include", summary, wanted) for stored in page.included]
     if query.ignored:
@@ -62,8 +52,7 @@ def search(req: FhirRequest, ctx: Context, resource_type: str | None,
             Issue("not-supported", f"search parameter {name} was ignored: it is unknown or not supported here",
                   severity="warning", expression=(name,)) for name in query.ignored])
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    if entries:
-        bundle["entry"] = entries
+    bundle = searchset(ctx, path, own, cursor, page, entries)
     return FhirResponse(200, bundle, interaction="search-type" if resource_type else "search-system",
                         resource_type=resource_type or "")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
-from fhir_server.api.searching import entry, link, page_size
+from fhir_server.api.searching import entry, page_size, searchset
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import bad_request
 from fhir_server.search.parse import Criterion, SearchQuery, parse_instant_param
@@ -44,17 +44,7 @@ def everything(req: FhirRequest, ctx: Context, resource_type: str, id: str) -> F
     page = ctx.repo.search(query, count=count, cursor=cursor)
     path = f"Patient/{id}/$everything"
     own = [(k, v) for k, v in req.params if k != "_cursor"]
-    links = [{"relation": "self", "url": link(ctx, path, req.params)}]
-    if page.next_cursor:
-        links.append({"relation": "next", "url": link(ctx, path, [*own, ("_cursor", page.next_cursor)])})
-    if page.prev_cursor:
-        links.append({"relation": "previous", "url": link(ctx, path, [*own, ("_cursor", page.prev_cursor)])})
-    bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
-    if page.total is not None:
-        bundle["total"] = page.total
-    bundle["link"] = links
     entries = [entry(ctx, stored, "match", None, None) for stored in page.resources]
     entries += [entry(ctx, stored, "include", None, None) for stored in page.included]
-    if entries:
-        bundle["entry"] = entries
+    bundle = searchset(ctx, path, own, cursor, page, entries)
     return FhirResponse(200, bundle, interaction="operation", resource_type="Patient")
