@@ -17,6 +17,7 @@ from rich.table import Table
 from fhir_server.api.execute import Server, execute
 from fhir_server.api.loading import Failure, LoadSummary, Unit, load_unit, units
 from fhir_server.api.messages import FhirRequest
+from fhir_server.api.observability import configure_logging
 from fhir_server.config import Settings, SettingsError, load_settings
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.store.db import make_engine
@@ -44,14 +45,24 @@ def _server(settings: Settings) -> Server:
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8080,
           workers: Annotated[int, typer.Option(min=1, max=64)] = 1) -> None:
-    """Serve the FHIR API at http://HOST:PORT/fhir (uvicorn; in-flight requests finish on SIGTERM)."""
+    """Serve the FHIR API at http://HOST:PORT/fhir (uvicorn; in-flight requests finish on SIGTERM).
+
+    With several workers, each process listens on a socket of its own (see fhir_server/workers.py).
+    """
     import uvicorn
 
-    _settings()  # fail fast, with a readable message, on a bad setting
+    from fhir_server.workers import run as serve_workers
+
+    settings = _settings()  # fail fast, with a readable message, on a bad setting
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="careweave-metrics-")
-    uvicorn.run("fhir_server.app:create_app", factory=True, host=host, port=port, workers=workers,
-                access_log=False, log_config=None, timeout_graceful_shutdown=30, proxy_headers=True)
+    options = dict(app="fhir_server.app:create_app", factory=True, access_log=False, log_config=None,
+                   timeout_graceful_shutdown=30, proxy_headers=True)
+    if workers == 1:
+        uvicorn.run(host=host, port=port, **options)
+        return
+    configure_logging(settings.log_level)  # the supervisor's own lines, as JSON like the workers'
+    raise typer.Exit(serve_workers(host, port, workers, **options))
 
 
 @app.command()

@@ -120,3 +120,79 @@ def test_sigterm_lets_in_flight_requests_finish(live):
     assert result["response"].status_code == 200
     assert len(result["response"].json()["entry"]) == 3000
     assert proc.wait(timeout=60) == 0
+
+
+def _workers(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    # multiprocessing's spawn start also runs a resource tracker; the workers are the ones that listen.
+    return [int(pid) for pid in children if _sockets_of(int(pid))]
+
+
+def _sockets_of(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _established_to(port: int) -> dict[str, int]:
+    """inode -> 1 for each ESTABLISHED TCP socket whose local port is `port` (/proc/net/tcp)."""
+    found = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == "01":
+            found[fields[9]] = 1
+    return found
+
+
+def test_workers_each_take_a_share_of_new_connections(live):
+    """Each worker listens on its own socket, so 32 connections opened at once reach both workers."""
+    base, proc, _ = live
+    port = int(base.rsplit(":", 1)[1])
+    clients = [httpx.Client(base_url=base) for _ in range(32)]
+    try:
+        for client in clients:
+            assert client.get("/fhir/metadata").status_code == 200
+        established = _established_to(port)
+        workers = _workers(proc.pid)
+        assert len(workers) == 2
+        shares = [len(_sockets_of(pid) & established.keys()) for pid in workers]
+        assert sum(shares) == 32
+        # Spread by a hash of the client's port: fewer than 4 of 32 on a worker has odds below 1 in 10^5.
+        assert min(shares) >= 4, shares
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_worker_that_dies_is_replaced(live):
+    base, proc, _ = live
+    first = _workers(proc.pid)
+    os.kill(first[0], signal.SIGKILL)
+    for _ in range(300):
+        current = _workers(proc.pid)
+        if len(current) == 2 and first[0] not in current:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"no replacement worker: {current}")
+    for _ in range(20):  # every connection is answered, whichever worker takes it
+        assert httpx.get(base + "/fhir/metadata").status_code == 200
+
+
+def test_a_port_in_use_stops_the_server_with_status_1(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "FHIR_DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3"}
+        done = subprocess.run([*CLI, "serve", "--port", str(port), "--workers", "2"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "cannot bind" in done.stderr
