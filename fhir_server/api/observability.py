@@ -6,6 +6,7 @@ search parameters and bodies are health information.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -13,7 +14,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from contextvars import ContextVar
 
 import orjson
@@ -106,7 +106,13 @@ def new_request_id(incoming: str | None) -> str:
     """Honour a well-formed X-Request-Id from a proxy, else make one."""
     if incoming and _INCOMING_ID.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+# A random prefix per process and a counter: unique like a UUID, without a getrandom() call per request,
+# which showed as 6% of a worker's samples under search load.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
 
 
 class RequestIdMiddleware:

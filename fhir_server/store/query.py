@@ -181,18 +181,24 @@ def _rows_match(outer: FromClause, scope: Scope, table: Table, param: str,
     return tuple_(outer.c.resource_type, outer.c.id).in_(rows)
 
 
+def _negated(criterion: Criterion) -> bool:
+    """Whether a criterion matches the resources that lack matching index rows (`:not`, `:missing=true`)."""
+    if criterion.modifier == "missing":
+        return bool(criterion.values[0])
+    return criterion.type == "token" and criterion.modifier in ("not", "not-in")
+
+
 def _index_rows(criterion: Criterion, now: datetime) -> tuple[Table, str, ColumnElement[bool], bool]:
     """(table, param, row condition, negated) of a criterion answered from an index table."""
     name, modifier, values = criterion.name, criterion.modifier, criterion.values
     table = _TABLE_OF_TYPE[criterion.type]
     if modifier == "missing":
-        return table, name, true(), values[0]
+        return table, name, true(), _negated(criterion)
     if criterion.type == "token":
         if modifier == "text":
             return S, f"{name}:text", or_(*(string_condition(S.c.value, S.c.exact, x, None) for x in values)), False
         param = f"{name}:of-type" if modifier == "of-type" else name
-        return T, param, or_(*(token_condition(T.c.system, T.c.code, x) for x in values)), \
-            modifier in ("not", "not-in")
+        return T, param, or_(*(token_condition(T.c.system, T.c.code, x) for x in values)), _negated(criterion)
     if criterion.type == "reference" and modifier == "identifier":
         return T, f"{name}:identifier", or_(*(token_condition(T.c.system, T.c.code, x) for x in values)), False
     return table, name, or_(*(_ROW_CONDITIONS[criterion.type](criterion, x, now) for x in values)), False
@@ -300,8 +306,7 @@ def matches_from(query: SearchQuery, now: datetime) -> tuple[FromClause, SearchQ
         return CM, query
     if not isinstance(query.resource_type, str):
         return R, query
-    drivers = [c for c in query.criteria if _is_index_criterion(c) and not _index_rows(c, now)[3]
-               and c.modifier != "missing"]
+    drivers = [c for c in query.criteria if _is_index_criterion(c) and not _negated(c) and c.modifier != "missing"]
     if not drivers:
         return R, query
     driver = min(drivers, key=lambda c: 0 if c.type == "reference" and all(
@@ -397,6 +402,9 @@ def keyset_condition(keys: list[tuple[object, bool]], cursor: list, backwards: b
     return tail
 
 
+_BODY = R.alias("body")  # immutable, so built once: each alias costs a column collection
+
+
 def select_page(query: SearchQuery, now: datetime, limit: int, cursor: list | None, backwards: bool,
                 with_total: bool) -> Select:
     """One page of matches in the search's order, from the keyset cursor on; each row carries its sort keys
@@ -415,7 +423,7 @@ def select_page(query: SearchQuery, now: datetime, limit: int, cursor: list | No
         inner = inner.where(keyset_condition(keys, cursor, backwards, outer))
     page = inner.order_by(*order_terms(keys, backwards, outer.c.resource_type, outer.c.id)).limit(limit) \
         .subquery("page")
-    body = R.alias("body")
+    body = _BODY
     page_keys = [(page.c[f"k{i}"], descending) for i, (_, descending) in enumerate(keys)]
     return (
         select(page, body.c.version_id, body.c.last_updated, body.c.content)

@@ -147,7 +147,8 @@ class SqlRepository:
     def __init__(self, conn: Connection, base_url: str = "") -> None:
         self.conn = conn
         self.base_url = base_url
-        self._for_update = conn.dialect.name == "postgresql"
+        self._postgresql = conn.dialect.name == "postgresql"
+        self._for_update = self._postgresql
         self._new_resources: list[dict] = []
         self._new_versions: list[dict] = []
         self._new_rows: dict[str, list[dict]] = {t: [] for t in TABLES}
@@ -517,8 +518,9 @@ class SqlRepository:
             keys = [(r.resource_type, r.id) for r in frontier]
             added: list[StoredResource] = []
             for inc in wanted:
-                stmt = include_sql.select_revincluded(inc, keys, MAX_INCLUDED) if inc.reverse \
-                    else include_sql.select_included(inc, keys, MAX_INCLUDED, members)
+                stmt = include_sql.select_revincluded(inc, keys, MAX_INCLUDED, postgresql=self._postgresql) \
+                    if inc.reverse else include_sql.select_included(inc, keys, MAX_INCLUDED, members,
+                                                                    postgresql=self._postgresql)
                 for row in self.conn.execute(stmt):
                     if (row.resource_type, row.id) not in seen and len(found) + len(added) < MAX_INCLUDED:
                         seen.add((row.resource_type, row.id))
