@@ -13,6 +13,7 @@ from fhir_server.api.dispatch import dispatch
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.observability import request_id
 from fhir_server.fhir.errors import FhirError, Issue
+from fhir_server.store.access import ALL, Access
 from fhir_server.store.repository import open_repository
 
 log = logging.getLogger("fhir_server.execute")
@@ -36,9 +37,11 @@ class _Rollback(Exception):
         self.response = response
 
 
-def execute(server: Server, req: FhirRequest) -> FhirResponse:
+def execute(server: Server, req: FhirRequest, access: Access = ALL) -> FhirResponse:
+    """`access` is the grant the request's token carries; the repository applies it to every statement."""
     try:
-        with open_repository(server.engine, write=req.method not in READS, base_url=server.base_url) as repo:
+        with open_repository(server.engine, write=req.method not in READS, base_url=server.base_url,
+                             access=access) as repo:
             response = dispatch(req, Context(repo, server.base_url, server.default_count, server.max_count))
             if response.status >= 400:
                 raise _Rollback(response)

@@ -10,10 +10,14 @@ a new text of 100 placeholders that psycopg parsed again on every request (a six
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import Select, String, all_, and_, bindparam, false, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from fhir_server.search.parse import Include
+from fhir_server.store.access import ALL, Access, visible
+from fhir_server.store.query import condition
 from fhir_server.store.tables import INDEX_TABLES
 from fhir_server.store.tables import resource_table as R
 
@@ -32,8 +36,10 @@ def key_rows(keys: list[tuple[str, str]], postgresql: bool):
 
 
 def select_included(include: Include, sources: list[tuple[str, str]], limit: int,
-                    skip_types: frozenset[str] = frozenset(), *, postgresql: bool = False) -> Select:
-    """Targets of the references that the `sources` (type, id) make by `include.param`."""
+                    skip_types: frozenset[str] = frozenset(), *, postgresql: bool = False,
+                    access: Access = ALL, now: datetime | None = None) -> Select:
+    """Targets of the references that the `sources` (type, id) make by `include.param`, as far as the grant
+    `access` lets its search see them."""
     stmt = (select(*_COLUMNS)
             .join(REF, and_(REF.c.target_type == R.c.resource_type, REF.c.target_id == R.c.id))
             .where(tuple_(REF.c.resource_type, REF.c.id).in_(key_rows(sources, postgresql)),
@@ -49,12 +55,13 @@ def select_included(include: Include, sources: list[tuple[str, str]], limit: int
                                                               type_=ARRAY(String))))
     elif skip_types:
         stmt = stmt.where(REF.c.target_type.not_in(skip_types))
-    return stmt.limit(limit)
+    return _visible(stmt, access, now).limit(limit)
 
 
 def select_revincluded(include: Include, targets: list[tuple[str, str]], limit: int, *,
-                       postgresql: bool = False) -> Select:
-    """Resources of `include.source_type` whose `include.param` refers to one of the `targets`."""
+                       postgresql: bool = False, access: Access = ALL, now: datetime | None = None) -> Select:
+    """Resources of `include.source_type` whose `include.param` refers to one of the `targets`, as far as
+    the grant `access` lets its search see them."""
     stmt = (select(*_COLUMNS)
             .join(REF, and_(REF.c.resource_type == R.c.resource_type, REF.c.id == R.c.id))
             .where(tuple_(REF.c.target_type, REF.c.target_id).in_(key_rows(targets, postgresql)),
@@ -63,4 +70,10 @@ def select_revincluded(include: Include, targets: list[tuple[str, str]], limit: 
         stmt = stmt.where(REF.c.resource_type == include.source_type)
     if include.param != "*":
         stmt = stmt.where(REF.c.param == include.param)
-    return stmt.limit(limit)
+    return _visible(stmt, access, now).limit(limit)
+
+
+def _visible(stmt: Select, access: Access, now: datetime | None) -> Select:
+    if access.unrestricted:
+        return stmt
+    return stmt.where(visible(access, R, "s", now or datetime.now(UTC).replace(tzinfo=None), condition))

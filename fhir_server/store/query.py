@@ -32,6 +32,7 @@ from fhir_server.search import values as v
 from fhir_server.search.index import composite_parts
 from fhir_server.search.parse import Chain, Criterion, Has, SearchQuery, SortKey
 from fhir_server.search.strings import index_value, normalize
+from fhir_server.store.access import ALL, Access, visible
 from fhir_server.store.tables import INDEX_TABLES
 from fhir_server.store.tables import resource_table as R
 
@@ -242,29 +243,34 @@ def _is_index_criterion(criterion) -> bool:
         bool(criterion.values) or criterion.modifier == "missing")
 
 
-def ids_matching(resource_type: str, criterion, now: datetime) -> Select:
-    """Ids of the current resources of one type that match a criterion (for chains and `_has`).
+def ids_matching(resource_type: str, criterion, now: datetime, access: Access = ALL) -> Select:
+    """Ids of the current resources of one type that match a criterion (for chains and `_has`), among
+    those the grant `access` may search, so that a chain cannot probe what the grant does not reach.
 
     A positive index criterion is answered by the index table alone: a deleted resource has no rows.
     """
     if _is_index_criterion(criterion):
         table, param, row_condition, negated = _index_rows(criterion, now)
         if not negated:
-            return select(table.c.id).where(table.c.resource_type == resource_type, table.c.param == param,
+            stmt = select(table.c.id).where(table.c.resource_type == resource_type, table.c.param == param,
                                             row_condition)
+            return stmt if access.unrestricted else stmt.where(visible(access, table, "s", now, condition))
     inner = R.alias()
-    return select(inner.c.id).where(inner.c.resource_type == resource_type, inner.c.deleted == false(),
-                                    condition(inner, resource_type, criterion, now))
+    stmt = select(inner.c.id).where(inner.c.resource_type == resource_type, inner.c.deleted == false(),
+                                    condition(inner, resource_type, criterion, now, access))
+    return stmt if access.unrestricted else stmt.where(visible(access, inner, "s", now, condition))
 
 
-def condition(outer, scope: Scope, criterion, now: datetime) -> ColumnElement[bool]:
-    """One criterion as a condition on the resource alias `outer`."""
+def condition(outer, scope: Scope, criterion, now: datetime, access: Access = ALL) -> ColumnElement[bool]:
+    """One criterion as a condition on the resource alias `outer`; chains and `_has` look only at what
+    `access` may search."""
     if isinstance(criterion, Chain):
-        options = [and_(REF.c.target_type == target, REF.c.target_id.in_(ids_matching(target, criterion.inner, now)))
+        options = [and_(REF.c.target_type == target,
+                        REF.c.target_id.in_(ids_matching(target, criterion.inner, now, access)))
                    for target in criterion.target_types]
         return _rows_match(outer, scope, REF, criterion.name, or_(*options))
     if isinstance(criterion, Has):
-        sources = ids_matching(criterion.source_type, criterion.inner, now)
+        sources = ids_matching(criterion.source_type, criterion.inner, now, access)
         targets = select(REF.c.target_id).where(REF.c.resource_type == criterion.source_type,
                                                 REF.c.param == criterion.reference, REF.c.id.in_(sources))
         if not isinstance(scope, str):
@@ -318,10 +324,13 @@ def matches_from(query: SearchQuery, now: datetime) -> tuple[FromClause, SearchQ
     return rows, replace(query, criteria=tuple(c for c in query.criteria if c is not driver))
 
 
-def where_clause(query: SearchQuery, now: datetime, outer=R) -> list[ColumnElement[bool]]:
-    """The conditions on `outer` (the resource table or compartment rows) that make a match."""
+def where_clause(query: SearchQuery, now: datetime, outer=R, access: Access = ALL) -> list[ColumnElement[bool]]:
+    """The conditions on `outer` (the resource table or compartment rows) that make a match the grant
+    `access` may see."""
     scope: Scope = query.resource_type if query.resource_type is not None else (query.types or None)
     clauses: list[ColumnElement[bool]] = []
+    if not access.unrestricted:
+        clauses.append(visible(access, outer, "s", now, condition))
     if outer is R:
         clauses.append(outer.c.deleted == false())
     if query.resource_type is not None:
@@ -335,7 +344,7 @@ def where_clause(query: SearchQuery, now: datetime, outer=R) -> list[ColumnEleme
             clauses += [CM.c.resource_type == outer.c.resource_type, CM.c.id == outer.c.id]
     if query.care_period is not None:
         clauses.append(_in_care_period(outer, *query.care_period))
-    clauses.extend(condition(outer, scope, c, now) for c in query.criteria)
+    clauses.extend(condition(outer, scope, c, now, access) for c in query.criteria)
     return clauses
 
 
@@ -406,7 +415,7 @@ _BODY = R.alias("body")  # immutable, so built once: each alias costs a column c
 
 
 def select_page(query: SearchQuery, now: datetime, limit: int, cursor: list | None, backwards: bool,
-                with_total: bool) -> Select:
+                with_total: bool, access: Access = ALL) -> Select:
     """One page of matches in the search's order, from the keyset cursor on; each row carries its sort keys
     (`k0`, `k1`…) for the next cursor and, when asked (first pages only), the number of all matches.
 
@@ -418,7 +427,7 @@ def select_page(query: SearchQuery, now: datetime, limit: int, cursor: list | No
     columns = [outer.c.resource_type, outer.c.id, *(expr.label(f"k{i}") for i, (expr, _) in enumerate(keys))]
     if with_total:
         columns.append(func.count().over().label("total"))
-    inner = select(*columns).where(*where_clause(query, now, outer))
+    inner = select(*columns).where(*where_clause(query, now, outer, access))
     if cursor is not None:
         inner = inner.where(keyset_condition(keys, cursor, backwards, outer))
     page = inner.order_by(*order_terms(keys, backwards, outer.c.resource_type, outer.c.id)).limit(limit) \
@@ -432,12 +441,12 @@ def select_page(query: SearchQuery, now: datetime, limit: int, cursor: list | No
     )
 
 
-def select_count(query: SearchQuery, now: datetime) -> Select:
+def select_count(query: SearchQuery, now: datetime, access: Access = ALL) -> Select:
     outer, query = matches_from(query, now)
-    return select(func.count()).select_from(outer).where(*where_clause(query, now, outer))
+    return select(func.count()).select_from(outer).where(*where_clause(query, now, outer, access))
 
 
-def select_ids(query: SearchQuery, now: datetime, limit: int | None) -> Select:
+def select_ids(query: SearchQuery, now: datetime, limit: int | None, access: Access = ALL) -> Select:
     """Ids of matches of a type search (conditional interactions, `:in` ValueSets, `_total=estimate`)."""
-    stmt = select(R.c.id).where(*where_clause(query, now)).order_by(R.c.id)
+    stmt = select(R.c.id).where(*where_clause(query, now, R, access)).order_by(R.c.id)
     return stmt.limit(limit) if limit is not None else stmt

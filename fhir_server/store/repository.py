@@ -22,7 +22,16 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from fhir_server.fhir import jsonio
-from fhir_server.fhir.errors import bad_request, conflict, gone, not_found, precondition_failed, unprocessable
+from fhir_server.fhir.errors import (
+    FhirError,
+    Issue,
+    bad_request,
+    conflict,
+    gone,
+    not_found,
+    precondition_failed,
+    unprocessable,
+)
 from fhir_server.fhir.models import ID_PATTERN, validate_resource
 from fhir_server.fhir.search_parameters import compartment_types, for_type
 from fhir_server.search.dates import format_instant
@@ -32,6 +41,7 @@ from fhir_server.search.values import TokenValue, UriValue
 from fhir_server.store import cursor as cursor_codec
 from fhir_server.store import include as include_sql
 from fhir_server.store import query as sql
+from fhir_server.store.access import ALL, Access, visible
 from fhir_server.store.db import unit_of_work
 from fhir_server.store.tables import INDEX_TABLES
 from fhir_server.store.tables import resource_table as R
@@ -144,9 +154,10 @@ def parse_etag(value: str) -> int:
 class SqlRepository:
     """Repository over one SQLAlchemy connection whose transaction the caller owns."""
 
-    def __init__(self, conn: Connection, base_url: str = "") -> None:
+    def __init__(self, conn: Connection, base_url: str = "", access: Access = ALL) -> None:
         self.conn = conn
         self.base_url = base_url
+        self.access = access
         self._postgresql = conn.dialect.name == "postgresql"
         self._for_update = self._postgresql
         self._new_resources: list[dict] = []
@@ -207,11 +218,15 @@ class SqlRepository:
 
     def read(self, resource_type: str, id: str) -> StoredResource:
         """read (http.html#read): the current version; 404 if unknown, 410 if deleted."""
-        return self._existing(resource_type, id)
+        return self._existing(resource_type, id, interaction="r")
 
-    def _existing(self, resource_type: str, id: str, *, for_update: bool = False) -> StoredResource:
+    def _existing(self, resource_type: str, id: str, *, for_update: bool = False,
+                  interaction: str) -> StoredResource:
+        """The current version, if the grant lets `interaction` reach it: what it may not reach is a 404,
+        like what does not exist, so a refusal does not tell that the resource is there."""
+        self.access.require(resource_type, interaction)
         current = self._current(resource_type, id, for_update=for_update)
-        if current is None:
+        if current is None or not self._visible(current, interaction):
             raise not_found(f"{resource_type}/{id} is not known")
         if current.deleted:
             err = gone(f"{resource_type}/{id} was deleted")
@@ -219,9 +234,27 @@ class SqlRepository:
             raise err
         return current
 
-    def vread(self, resource_type: str, id: str, version_id: str) -> StoredResource:
-        """vread (http.html#vread): one version; 410 for the version that records a deletion."""
+    def _visible(self, current: StoredResource, interaction: str) -> bool:
+        """Whether the grant lets `interaction` reach this resource as it is now stored (store/access.py).
+
+        A deleted resource has no index rows, so a grant confined to patients' compartments sees no
+        deletion: it gets 404 where an unrestricted one gets 410.
+        """
+        if self.access.unrestricted:
+            return True
         self.flush()
+        stmt = select(R.c.id).where(R.c.resource_type == current.resource_type, R.c.id == current.id,
+                                    visible(self.access, R, interaction, _now(), sql.condition))
+        return self.conn.execute(stmt).first() is not None
+
+    def vread(self, resource_type: str, id: str, version_id: str) -> StoredResource:
+        """vread (http.html#vread): one version; 410 for the version that records a deletion.
+
+        A restricted grant reads old versions of what it may read now.
+        """
+        self.flush()
+        if not self.access.unrestricted:
+            self._existing(resource_type, id, interaction="r")
         if not version_id.isdigit():
             raise not_found(f"{resource_type}/{id} has no version {version_id!r}")
         row = self.conn.execute(
@@ -288,13 +321,16 @@ class SqlRepository:
         given, as a transaction does for entries it has already numbered. Returns (stored, created).
         """
         validate_resource(resource)
+        self.access.require(resource["resourceType"], "c")
         if if_none_exist is not None:
             matches = self.match_ids(if_none_exist)
             if len(matches) > 1:
                 raise precondition_failed("If-None-Exist matched more than one resource")
             if matches:
                 return self.read(resource["resourceType"], matches[0]), False
-        return self._write(resource, resource["resourceType"], id or new_id(), None, "POST"), True
+        stored = self._write(resource, resource["resourceType"], id or new_id(), None, "POST")
+        self._check_written(stored, "c")
+        return stored, True
 
     def update(self, resource_type: str, id: str, resource: dict, *, if_match: str | None = None,
                method: str = "PUT") -> tuple[StoredResource, bool]:
@@ -306,10 +342,23 @@ class SqlRepository:
             raise bad_request(
                 f"the body's id {resource.get('id')!r} does not match the URL's id {id!r}", f"{resource_type}.id"
             )
+        self.access.require(resource_type, "u")
         previous = self._current(resource_type, id, for_update=True)
+        if previous is not None and not previous.deleted and not self._visible(previous, "u"):
+            raise not_found(f"{resource_type}/{id} is not known")
         self._check_if_match(previous, if_match, resource_type, id)
         created = previous is None or previous.deleted
-        return self._write(resource, resource_type, id, previous, method), created
+        stored = self._write(resource, resource_type, id, previous, method)
+        self._check_written(stored, "u")
+        return stored, created
+
+    def _check_written(self, stored: StoredResource, interaction: str) -> None:
+        """403 when the grant could not reach the resource as written: a `patient/` grant may not write a
+        record into another patient's compartment, nor one its scope's criteria exclude. The caller's
+        transaction (or the batch entry's savepoint) then rolls the write back."""
+        if not self._visible(stored, interaction):
+            raise FhirError(403, [Issue("forbidden", f"the access token does not allow this "
+                                                     f"{stored.resource_type} to be written as it is")])
 
     def conditional_update(self, query: SearchQuery, resource: dict, *, new_id: str | None = None,
                            if_match: str | None = None) -> tuple[StoredResource, bool]:
@@ -335,7 +384,7 @@ class SqlRepository:
         The version patched is the version replaced: it is read under the write lock and passed on as an
         If-Match, so a concurrent change can never be overwritten with a patch of older content.
         """
-        current = self._existing(resource_type, id, for_update=True)
+        current = self._existing(resource_type, id, for_update=True, interaction="u")
         self._check_if_match(current, if_match, resource_type, id)
         try:
             patch = jsonpatch.JsonPatch(operations)  # type: ignore[arg-type]
@@ -355,8 +404,9 @@ class SqlRepository:
 
         Returns the deletion version, or None when the resource was already deleted; 404 if unknown.
         """
+        self.access.require(resource_type, "d")
         previous = self._current(resource_type, id, for_update=True)
-        if previous is None:
+        if previous is None or (not previous.deleted and not self._visible(previous, "d")):
             raise not_found(f"{resource_type}/{id} is not known")
         if previous.deleted:
             return None
@@ -399,10 +449,16 @@ class SqlRepository:
     def history(self, resource_type: str | None = None, id: str | None = None, *, since: datetime | None = None,
                 at: datetime | None = None, count: int = 50, before_seq: int | None = None
                 ) -> list[StoredResource]:
-        """history (http.html#history): newest first, paged by the version sequence."""
+        """history (http.html#history): newest first, paged by the version sequence.
+
+        A restricted grant needs read on the resource for its history, and search on the type for a type's
+        or the system's; it gets the versions of the resources it may now reach that way.
+        """
         self.flush()
         stmt = select(V.c.seq, V.c.resource_type, V.c.id, V.c.version_id, V.c.last_updated, V.c.method,
                       V.c.content)
+        if not self.access.unrestricted:
+            stmt = self._history_visible(stmt, resource_type, id)
         if resource_type is not None:
             stmt = stmt.where(V.c.resource_type == resource_type)
         if id is not None:
@@ -422,6 +478,16 @@ class SqlRepository:
             for r in self.conn.execute(stmt)
         ]
 
+    def _history_visible(self, stmt, resource_type: str | None, id: str | None):
+        if id is not None and resource_type is not None:
+            self._existing(resource_type, id, interaction="r")
+            return stmt
+        if resource_type is not None:
+            self.access.require(resource_type, "s")
+        current = R.alias("current")
+        return stmt.join(current, and_(current.c.resource_type == V.c.resource_type, current.c.id == V.c.id)) \
+            .where(visible(self.access, current, "s", _now(), sql.condition))
+
     def search(self, query: SearchQuery, *, count: int, cursor: str | None = None) -> SearchPage:
         """search (search.html): one page of matches in the query's order, keyset-paged, with includes.
 
@@ -429,6 +495,7 @@ class SqlRepository:
         on later pages too (in a second one); `count=0` (`_summary=count`) only counts.
         """
         self.flush()
+        self._require_search(query)
         query = self._expand_value_sets(query)
         now = _now()
         if count == 0:
@@ -436,7 +503,7 @@ class SqlRepository:
         after, backwards = cursor_codec.decode(cursor, query.sort) if cursor else (None, False)
         want_total = query.total == "accurate" or (query.total is None and cursor is None)
         rows = self.conn.execute(sql.select_page(query, now, count + 1, after, backwards,
-                                                 want_total and after is None)).all()
+                                                 want_total and after is None, self.access)).all()
         more = len(rows) > count
         rows = rows[:count]
         if backwards:
@@ -457,13 +524,13 @@ class SqlRepository:
         )
 
     def _count(self, query: SearchQuery, now: datetime) -> int:
-        return self.conn.execute(sql.select_count(query, now)).scalar_one()
+        return self.conn.execute(sql.select_count(query, now, self.access)).scalar_one()
 
     def _estimate(self, query: SearchQuery, now: datetime) -> int:
         """`_total=estimate`: PostgreSQL's planner estimate of the matches (exact on SQLite)."""
         if self.conn.dialect.name != "postgresql":
             return self._count(query, now)
-        compiled = sql.select_ids(query, now, None).compile(
+        compiled = sql.select_ids(query, now, None, self.access).compile(
             dialect=self.conn.dialect, compile_kwargs={"render_postcompile": True})
         plan = self.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar_one()
         plan = jsonio.loads(plan) if isinstance(plan, str) else plan
@@ -518,9 +585,9 @@ class SqlRepository:
             keys = [(r.resource_type, r.id) for r in frontier]
             added: list[StoredResource] = []
             for inc in wanted:
-                stmt = include_sql.select_revincluded(inc, keys, MAX_INCLUDED, postgresql=self._postgresql) \
-                    if inc.reverse else include_sql.select_included(inc, keys, MAX_INCLUDED, members,
-                                                                    postgresql=self._postgresql)
+                options = {"postgresql": self._postgresql, "access": self.access}
+                stmt = include_sql.select_revincluded(inc, keys, MAX_INCLUDED, **options) if inc.reverse \
+                    else include_sql.select_included(inc, keys, MAX_INCLUDED, members, **options)
                 for row in self.conn.execute(stmt):
                     if (row.resource_type, row.id) not in seen and len(found) + len(added) < MAX_INCLUDED:
                         seen.add((row.resource_type, row.id))
@@ -539,8 +606,16 @@ class SqlRepository:
         if not query.criteria:
             raise bad_request("a conditional interaction needs search criteria")
         self.flush()
+        self._require_search(query)
         query = self._expand_value_sets(query)
-        return [row.id for row in self.conn.execute(sql.select_ids(query, _now(), limit))]
+        return [row.id for row in self.conn.execute(sql.select_ids(query, _now(), limit, self.access))]
+
+    def _require_search(self, query: SearchQuery) -> None:
+        """403 for a search on a type the grant may not search; a search of every type is narrowed instead."""
+        if query.resource_type is not None:
+            self.access.require(query.resource_type, "s")
+        for resource_type in query.types:
+            self.access.require(resource_type, "s")
 
 
 def _edge(row, keys: int, backwards: bool) -> str:
@@ -550,9 +625,11 @@ def _edge(row, keys: int, backwards: bool) -> str:
 
 
 @contextmanager
-def open_repository(engine: Engine, *, write: bool, base_url: str = "") -> Iterator[SqlRepository]:
-    """A repository over one database transaction: committed at the end, rolled back on error."""
+def open_repository(engine: Engine, *, write: bool, base_url: str = "",
+                    access: Access = ALL) -> Iterator[SqlRepository]:
+    """A repository over one database transaction, for the grant `access`: committed at the end, rolled
+    back on error."""
     with unit_of_work(engine, write=write) as conn:
-        repo = SqlRepository(conn, base_url)
+        repo = SqlRepository(conn, base_url, access)
         yield repo
         repo.flush()
