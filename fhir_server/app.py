@@ -12,7 +12,11 @@ from sqlalchemy import text
 from fhir_server.api.execute import Server
 from fhir_server.api.http import FhirFront, fhir_routes
 from fhir_server.api.observability import RequestIdMiddleware, configure_logging, metrics_text
-from fhir_server.config import Settings, load_settings
+from fhir_server.auth.bearer import BearerAuthenticator
+from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.routes import auth_routes, auth_urls
+from fhir_server.auth.server import SmartAuthorizationServer
+from fhir_server.config import AuthMode, Settings, load_settings
 from fhir_server.store.db import database_label, make_engine
 from fhir_server.store.migrate import is_current
 
@@ -35,8 +39,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
 
     server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size)
-    app.add_middleware(FhirFront, routes=fhir_routes(server, max_body_bytes=settings.max_body_bytes,
-                                                     db_threads=settings.db_threads))
+    keys = KeyRing(engine)
+    authorization = SmartAuthorizationServer(engine, keys, issuer=settings.base_url,
+                                             token_url=auth_urls(settings.base_url)["token"])
+    authenticator = BearerAuthenticator(engine, keys, settings.base_url) \
+        if settings.auth_mode == AuthMode.smart else None
+    if authenticator is None:
+        log.warning("FHIR_AUTH_MODE=open: every request may read and write everything, without a token; "
+                    "use it only on a developer's machine")
+    routes = auth_routes(authorization, keys, settings.base_url)
+    app.add_middleware(FhirFront, routes=[
+        *[r for r in routes if r.path.startswith("/fhir/")],  # discovery, ahead of the FHIR catch-all
+        *fhir_routes(server, max_body_bytes=settings.max_body_bytes, db_threads=settings.db_threads,
+                     authenticator=authenticator)])
+    for route in routes:
+        if not route.path.startswith("/fhir/"):
+            app.router.routes.append(route)
     app.add_middleware(RequestIdMiddleware)  # added last, so outermost: /fhir requests get their ids too
 
     @app.get("/healthz", include_in_schema=False)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +20,9 @@ from fhir_server.api.execute import Server, execute
 from fhir_server.api.loading import Failure, LoadSummary, Unit, load_unit, units
 from fhir_server.api.messages import FhirRequest
 from fhir_server.api.observability import configure_logging
+from fhir_server.auth.clients import RegistrationError
+from fhir_server.auth.clients import register as register_client
+from fhir_server.auth.keys import new_key
 from fhir_server.config import Settings, SettingsError, load_settings
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.store.db import make_engine
@@ -97,6 +102,42 @@ def reindex(resource_type: Annotated[list[str] | None, typer.Option("--type", he
         count = reindex_types(engine, types, settings.base_url,
                               lambda t, n: progress.update(task, advance=n, description=f"reindexing {t}"))
     console.print(f"reindexed {count} resources")
+
+
+clients_app = typer.Typer(help="OAuth clients of the SMART authorization server.", no_args_is_help=True)
+keys_app = typer.Typer(help="The authorization server's signing keys.", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+app.add_typer(keys_app, name="keys")
+
+
+@clients_app.command("add")
+def clients_add(
+    client_type: Annotated[str, typer.Option("--type", help="public | confidential-symmetric | "
+                                                           "confidential-asymmetric | backend")],
+    scope: Annotated[str, typer.Option(help="the scopes the client may be granted, space-separated")],
+    name: Annotated[str, typer.Option(help="a name people will recognise")] = "client",
+    redirect_uri: Annotated[list[str] | None, typer.Option("--redirect-uri", help="exact; repeatable")] = None,
+    jwks_file: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="public JWK Set")] = None,
+    jwks_url: Annotated[str | None, typer.Option(help="URL of the client's public JWK Set")] = None,
+) -> None:
+    """Register a client and print its client_id."""
+    settings = _settings()
+    try:
+        jwks = json.loads(jwks_file.read_text()) if jwks_file else None
+        client_id = register_client(make_engine(settings.database_url), client_type=client_type, name=name,
+                                    scope=scope, redirect_uris=redirect_uri, jwks=jwks, jwks_url=jwks_url)
+    except (RegistrationError, ValueError) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    print(client_id)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key; the old one verifies what it signed for a day more, then is unpublished."""
+    settings = _settings()
+    kid = new_key(make_engine(settings.database_url), datetime.now(UTC).replace(tzinfo=None))
+    console.print(f"signing with key {kid}")
 
 
 def _load(server: Server, items: Iterable[Unit | Failure], total: int | None) -> LoadSummary:

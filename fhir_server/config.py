@@ -12,9 +12,12 @@ from sqlalchemy.exc import ArgumentError
 
 
 class AuthMode(StrEnum):
-    """How requests are authorised. `open` until the SMART issue adds token modes."""
+    """How requests are authorised: `smart` needs a bearer token from our authorization server on every
+    FHIR request but `metadata`; `open` lets every request do everything (a developer's machine only).
+    `open` stays the default until the authorization-code launch lands."""
 
     open = "open"
+    smart = "smart"
 
 
 class Settings(BaseSettings):

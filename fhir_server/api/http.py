@@ -20,25 +20,34 @@ from fhir_server.api.execute import READS, Server, execute
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.negotiate import FHIR_JSON, check_accept, parse_body, render
 from fhir_server.api.observability import AccessLog, observe
+from fhir_server.auth.bearer import BearerAuthenticator
 from fhir_server.fhir.errors import FhirError, Issue
+from fhir_server.store.access import ALL
 
 access_log = AccessLog("fhir_server.http")
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
-def fhir_routes(server: Server, *, max_body_bytes: int, db_threads: int) -> list[Route]:
-    """Plain Starlette routes for /fhir: FastAPI's dependency machinery has nothing to do here."""
+def fhir_routes(server: Server, *, max_body_bytes: int, db_threads: int,
+                authenticator: BearerAuthenticator | None = None) -> list[Route]:
+    """Plain Starlette routes for /fhir: FastAPI's dependency machinery has nothing to do here.
+
+    With an `authenticator` (FHIR_AUTH_MODE=smart) every request but `metadata` needs a bearer token, and
+    runs with the Access its grant gives; without one (open mode) every request is unrestricted.
+    """
     engine = server.engine
     # Requests beyond `db_threads` wait in the event loop rather than in threads contending for the GIL.
     limiter = CapacityLimiter(db_threads)
 
     def handle(req: FhirRequest, raw_body: bytes, content_type: str | None) -> FhirResponse:
         try:
+            access = ALL if authenticator is None or req.path == "metadata" else \
+                authenticator.access(req.headers.get("authorization"))
             check_accept(req.headers.get("accept"), req.param("_format"))
             req.body = parse_body(content_type, raw_body, req.method)
         except FhirError as exc:
             return FhirResponse(exc.status, exc.outcome(), headers=dict(exc.headers))
-        return execute(server, req)
+        return execute(server, req, access)
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()

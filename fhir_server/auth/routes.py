@@ -1,0 +1,77 @@
+"""The authorization server's HTTP endpoints (a thin Starlette adapter over auth/server.py) and SMART
+discovery (conformance.html): `/auth/token`, `/auth/jwks`, `[base]/.well-known/smart-configuration`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
+
+import anyio.to_thread
+from authlib.oauth2.rfc6749 import InsecureTransportError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.server import ASSERTION_ALGORITHMS, FormRequest, SmartAuthorizationServer
+
+MAX_FORM_BYTES = 64 * 1024
+_ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
+
+
+def auth_urls(base_url: str) -> dict[str, str]:
+    """Absolute endpoint URLs: the authorization server lives beside the FHIR base, under /auth."""
+    origin = base_url.rsplit("/fhir", 1)[0] if base_url.endswith("/fhir") else base_url
+    return {"token": f"{origin}/auth/token", "jwks": f"{origin}/auth/jwks"}
+
+
+def smart_configuration(base_url: str) -> dict:
+    """`.well-known/smart-configuration` for what is built: backend services with asymmetric keys."""
+    urls = auth_urls(base_url)
+    return {
+        "token_endpoint": urls["token"],
+        "jwks_uri": urls["jwks"],
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+        "scopes_supported": ["system/*.cruds", "system/*.rs", "system/*.read", "system/*.write"],
+        "response_types_supported": [],
+        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        "code_challenge_methods_supported": ["S256"],
+    }
+
+
+def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) -> list[Route]:
+    configuration = smart_configuration(base_url)
+
+    async def token(request: Request) -> Response:
+        if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return _oauth_error(400, "invalid_request", "the token request must be form-encoded")
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            return _oauth_error(413, "invalid_request", "the token request is too large")
+        try:
+            form = dict(parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False))
+        except UnicodeDecodeError:
+            return _oauth_error(400, "invalid_request", "the token request is not UTF-8")
+        try:
+            oauth_request = FormRequest("POST", str(request.url), dict(request.headers), form)
+        except InsecureTransportError:
+            return _oauth_error(400, "invalid_request", "the token endpoint is served over https only")
+        status, payload, headers = await anyio.to_thread.run_sync(server.create_token_response, oauth_request)
+        return JSONResponse(payload, status_code=status, headers=headers)
+
+    async def jwks(_request: Request) -> Response:
+        keys_now = keys.jwks(datetime.now(UTC).replace(tzinfo=None))
+        return JSONResponse(keys_now, headers={**_ANY_ORIGIN, "Cache-Control": "max-age=300"})
+
+    async def smart(_request: Request) -> Response:
+        return JSONResponse(configuration, headers=_ANY_ORIGIN)
+
+    return [Route("/auth/token", token, methods=["POST"]), Route("/auth/jwks", jwks, methods=["GET"]),
+            Route("/fhir/.well-known/smart-configuration", smart, methods=["GET"])]
+
+
+def _oauth_error(status: int, error: str, description: str) -> Response:
+    return JSONResponse({"error": error, "error_description": description}, status_code=status,
+                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
