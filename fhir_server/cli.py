@@ -22,7 +22,7 @@ from fhir_server.api.messages import FhirRequest
 from fhir_server.api.observability import configure_logging
 from fhir_server.auth.clients import RegistrationError
 from fhir_server.auth.clients import register as register_client
-from fhir_server.auth.keys import new_key
+from fhir_server.auth.keys import ensure_key, new_key
 from fhir_server.config import Settings, SettingsError, load_settings
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.store.db import make_engine
@@ -77,6 +77,8 @@ def migrate() -> None:
     engine = make_engine(settings.database_url)
     upgrade(engine)
     console.print("schema is current")
+    if ensure_key(engine, datetime.now(UTC).replace(tzinfo=None)):
+        console.print("made the authorization server's first signing key")
     types, count = reindex_stale(engine, settings.base_url)
     if count:
         console.print(f"reindexed {count} resources of {len(types)} changed types")

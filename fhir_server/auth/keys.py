@@ -33,6 +33,14 @@ def new_key(engine: Engine, now: datetime) -> str:
     return kid
 
 
+def ensure_key(engine: Engine, now: datetime) -> str | None:
+    """Make the first signing key if there is none (at `fhir-server migrate`); its kid, or None."""
+    with unit_of_work(engine, write=False) as conn:
+        if oauth.signing_keys(conn):
+            return None
+    return new_key(engine, now)
+
+
 class KeyRing:
     """The keys as loaded by this process, reloaded every minute and when a token names an unknown kid."""
 

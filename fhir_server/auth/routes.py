@@ -22,7 +22,7 @@ _ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
 def auth_urls(base_url: str) -> dict[str, str]:
     """Absolute endpoint URLs: the authorization server lives beside the FHIR base, under /auth."""
     origin = base_url.rsplit("/fhir", 1)[0] if base_url.endswith("/fhir") else base_url
-    return {"token": f"{origin}/auth/token", "jwks": f"{origin}/auth/jwks"}
+    return {name: f"{origin}/auth/{name}" for name in ("token", "jwks", "revoke", "introspect")}
 
 
 def smart_configuration(base_url: str) -> dict:
@@ -31,6 +31,8 @@ def smart_configuration(base_url: str) -> dict:
     return {
         "token_endpoint": urls["token"],
         "jwks_uri": urls["jwks"],
+        "revocation_endpoint": urls["revoke"],
+        "introspection_endpoint": urls["introspect"],
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
@@ -44,22 +46,24 @@ def smart_configuration(base_url: str) -> dict:
 def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) -> list[Route]:
     configuration = smart_configuration(base_url)
 
-    async def token(request: Request) -> Response:
-        if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            return _oauth_error(400, "invalid_request", "the token request must be form-encoded")
-        body = await request.body()
-        if len(body) > MAX_FORM_BYTES:
-            return _oauth_error(413, "invalid_request", "the token request is too large")
-        try:
-            form = dict(parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False))
-        except UnicodeDecodeError:
-            return _oauth_error(400, "invalid_request", "the token request is not UTF-8")
-        try:
-            oauth_request = FormRequest("POST", str(request.url), dict(request.headers), form)
-        except InsecureTransportError:
-            return _oauth_error(400, "invalid_request", "the token endpoint is served over https only")
-        status, payload, headers = await anyio.to_thread.run_sync(server.create_token_response, oauth_request)
-        return JSONResponse(payload, status_code=status, headers=headers)
+    def form_endpoint(handler):
+        """A POST endpoint taking a form-encoded OAuth request (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1)."""
+        async def endpoint(request: Request) -> Response:
+            if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                return _oauth_error(400, "invalid_request", "the request must be form-encoded")
+            body = await request.body()
+            if len(body) > MAX_FORM_BYTES:
+                return _oauth_error(413, "invalid_request", "the request is too large")
+            try:
+                form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+                oauth_request = FormRequest("POST", str(request.url), dict(request.headers), form)
+            except UnicodeDecodeError:
+                return _oauth_error(400, "invalid_request", "the request is not UTF-8")
+            except InsecureTransportError:
+                return _oauth_error(400, "invalid_request", "the authorization server is served over https only")
+            status, payload, headers = await anyio.to_thread.run_sync(handler, oauth_request)
+            return JSONResponse(payload, status_code=status, headers=headers)
+        return endpoint
 
     async def jwks(_request: Request) -> Response:
         keys_now = keys.jwks(datetime.now(UTC).replace(tzinfo=None))
@@ -68,7 +72,10 @@ def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) 
     async def smart(_request: Request) -> Response:
         return JSONResponse(configuration, headers=_ANY_ORIGIN)
 
-    return [Route("/auth/token", token, methods=["POST"]), Route("/auth/jwks", jwks, methods=["GET"]),
+    return [Route("/auth/token", form_endpoint(server.create_token_response), methods=["POST"]),
+            Route("/auth/revoke", form_endpoint(server.revocation_response), methods=["POST"]),
+            Route("/auth/introspect", form_endpoint(server.introspection_response), methods=["POST"]),
+            Route("/auth/jwks", jwks, methods=["GET"]),
             Route("/fhir/.well-known/smart-configuration", smart, methods=["GET"])]
 
 

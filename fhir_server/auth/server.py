@@ -25,6 +25,7 @@ from authlib.oauth2.rfc6749 import (
     InvalidClientError,
     InvalidRequestError,
     InvalidScopeError,
+    OAuth2Error,
     OAuth2Request,
 )
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
@@ -44,6 +45,7 @@ ASSERTION_ALGORITHMS = ("RS384", "ES384")
 MAX_ASSERTION_LIFETIME = 300  # seconds (backend-services.html: exp no more than five minutes ahead)
 BACKEND_TOKEN_LIFETIME = timedelta(minutes=5)
 _KTY_OF_ALG = {"RS384": "RSA", "ES384": "EC"}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @dataclass
@@ -279,10 +281,49 @@ class SmartAuthorizationServer(AuthorizationServer):
     def _backend_token(self, grant_type, client, user=None, scope=None, expires_in=None,
                        include_refresh_token=False) -> dict:
         granted = client.get_allowed_scope(scope or "")
+        key = self.keys.signing_key(datetime.now(UTC).replace(tzinfo=None))
         with unit_of_work(self.engine, write=True) as conn:
-            token, lifetime = tokens.issue(conn, self.keys, issuer=self.issuer, client_id=client.get_client_id(),
+            token, lifetime = tokens.issue(conn, key, issuer=self.issuer, client_id=client.get_client_id(),
                                            scope=granted, lifetime=BACKEND_TOKEN_LIFETIME)
         return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": granted}
+
+    def revocation_response(self, request: FormRequest) -> tuple[int, dict, dict]:
+        """RFC 7009: the token's own client, authenticated, revokes it; 200 whether or not it was known."""
+        try:
+            client = self.authenticate_client(request, ["private_key_jwt"], endpoint="revocation")
+            if not request.form.get("token"):
+                raise InvalidRequestError(description="token is required")
+        except OAuth2Error as error:
+            return self.handle_error_response(request, error)
+        try:  # an unknown, foreign or expired-and-gone token is ignored: the answer is the same
+            claims = tokens.claims_of(self.keys, request.form["token"], issuer=self.issuer,
+                                      now=datetime.now(UTC).replace(tzinfo=None), check_expiry=False)
+        except tokens.InvalidToken:
+            claims = None
+        if claims is not None and claims.get("client_id") == client.get_client_id():
+            with unit_of_work(self.engine, write=True) as conn:
+                oauth.revoke_token(conn, claims["jti"])
+        return 200, {}, dict(NO_STORE)
+
+    def introspection_response(self, request: FormRequest) -> tuple[int, dict, dict]:
+        """RFC 7662 with SMART's fields. The caller shows a live access token of ours as a bearer token
+        (token-introspection.html allows this form of access control), so that tokens cannot be probed
+        anonymously."""
+        scheme, _, caller = request.headers.get("authorization", "").partition(" ")
+        challenge = {"WWW-Authenticate": f'Bearer realm="{self.issuer}"', **NO_STORE}
+        if scheme.lower() != "bearer" or not caller.strip():
+            return 401, {"error": "invalid_token", "error_description": "introspection needs a bearer token"}, \
+                challenge
+        with unit_of_work(self.engine, write=False) as conn:
+            try:
+                tokens.verify(conn, self.keys, caller.strip(), issuer=self.issuer)
+            except tokens.InvalidToken:
+                return 401, {"error": "invalid_token", "error_description": "the bearer token is not valid"}, \
+                    challenge
+            if not request.form.get("token"):
+                return 400, {"error": "invalid_request", "error_description": "token is required"}, dict(NO_STORE)
+            return 200, tokens.introspect(conn, self.keys, request.form["token"], issuer=self.issuer), \
+                dict(NO_STORE)
 
     def create_oauth2_request(self, request) -> FormRequest:
         return request

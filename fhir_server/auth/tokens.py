@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from joserfc import jws, jwt
+from joserfc import jwk, jws, jwt
 from joserfc.errors import JoseError
 from sqlalchemy.engine import Connection
 
@@ -38,9 +38,10 @@ class Grant:
     patient: str | None = None
 
 
-def issue(conn: Connection, keys: KeyRing, *, issuer: str, client_id: str, scope: str, lifetime: timedelta,
+def issue(conn: Connection, key: jwk.RSAKey, *, issuer: str, client_id: str, scope: str, lifetime: timedelta,
           patient: str | None = None, now: datetime | None = None) -> tuple[str, int]:
-    """A signed access token and its lifetime in seconds."""
+    """A token signed with `key` (take it from the KeyRing before opening `conn`'s write transaction: on
+    SQLite, loading a first key inside one would wait on itself), and its lifetime in seconds."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
     jti = secrets.token_urlsafe(24)
     expires = now + lifetime
@@ -48,24 +49,29 @@ def issue(conn: Connection, keys: KeyRing, *, issuer: str, client_id: str, scope
               "iat": _epoch(now), "exp": _epoch(expires), "jti": jti}
     if patient is not None:
         claims["patient"] = patient
-    key = keys.signing_key(now)
     token = jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": "JWT"}, claims, key, algorithms=[ALGORITHM])
     oauth.record_token(conn, jti, client_id, scope, expires)
     return token, int(lifetime.total_seconds())
 
 
-def verify(conn: Connection, keys: KeyRing, token: str, *, issuer: str, now: datetime | None = None) -> Grant:
-    """The grant of a bearer token; InvalidToken if it is not one this server issued for itself, live."""
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+def claims_of(keys: KeyRing, token: str, *, issuer: str, now: datetime, check_expiry: bool = True) -> dict:
+    """The claims of a token this server signed for itself; InvalidToken otherwise."""
     try:
         kid = jws.extract_compact(token.encode()).headers().get("kid")  # unverified: only picks the key
         decoded = jwt.decode(token, keys.verification_keys(now, kid), algorithms=[ALGORITHM])
+        expiry = {"exp": {"essential": True}} if check_expiry else {}
         jwt.JWTClaimsRegistry(now=_epoch(now), leeway=LEEWAY_SECONDS, iss={"essential": True, "value": issuer},
-                              aud={"essential": True, "value": issuer}, exp={"essential": True},
-                              jti={"essential": True}).validate(decoded.claims)
-    except (JoseError, ValueError) as exc:
+                              aud={"essential": True, "value": issuer}, jti={"essential": True},
+                              **expiry).validate(decoded.claims)
+    except (JoseError, ValueError, UnicodeError) as exc:
         raise InvalidToken(f"the access token is not valid here ({type(exc).__name__})") from None
-    claims = decoded.claims
+    return decoded.claims
+
+
+def verify(conn: Connection, keys: KeyRing, token: str, *, issuer: str, now: datetime | None = None) -> Grant:
+    """The grant of a bearer token; InvalidToken if it is not one this server issued for itself, live."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    claims = claims_of(keys, token, issuer=issuer, now=now)
     if not oauth.token_is_live(conn, claims["jti"]):
         raise InvalidToken("the access token was revoked or not issued here")
     try:
@@ -75,6 +81,21 @@ def verify(conn: Connection, keys: KeyRing, token: str, *, issuer: str, now: dat
     patient = claims.get("patient")
     return Grant(str(claims.get("client_id")), str(claims.get("scope")), access_for(scopes, patient=patient),
                  patient)
+
+
+def introspect(conn: Connection, keys: KeyRing, token: str, *, issuer: str) -> dict:
+    """RFC 7662 §2.2 with SMART's fields (token-introspection.html); an unusable token is only inactive."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        claims = claims_of(keys, token, issuer=issuer, now=now)
+    except InvalidToken:
+        return {"active": False}
+    if not oauth.token_is_live(conn, claims["jti"]):
+        return {"active": False}
+    answer = {"active": True, "token_type": "Bearer"}
+    answer.update({k: claims[k] for k in ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "patient")
+                   if k in claims})
+    return answer
 
 
 def _epoch(moment: datetime) -> int:

@@ -81,6 +81,10 @@ def record_token(conn: Connection, jti: str, client_id: str, scope: str, expires
                                        "expires_at": expires_at, "revoked": False})
 
 
+def revoke_token(conn: Connection, jti: str) -> None:
+    conn.execute(update(token_table).where(token_table.c.jti == jti).values(revoked=True))
+
+
 def token_is_live(conn: Connection, jti: str) -> bool:
     """Issued here and not revoked (expiry is in the token itself)."""
     row = conn.execute(select(token_table.c.revoked).where(token_table.c.jti == jti)).first()

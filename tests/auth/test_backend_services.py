@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import BASE_URL
@@ -75,6 +75,8 @@ def test_discovery_advertises_backend_services(smart):
     assert response.headers["access-control-allow-origin"] == "*"
     config = response.json()
     assert config["token_endpoint"] == TOKEN_URL
+    assert config["revocation_endpoint"] == "http://testserver/auth/revoke"
+    assert config["introspection_endpoint"] == "http://testserver/auth/introspect"
     assert "client_credentials" in config["grant_types_supported"]
     assert config["code_challenge_methods_supported"] == ["S256"]
     assert {"RS384", "ES384"} <= set(config["token_endpoint_auth_signing_alg_values_supported"])
@@ -113,8 +115,9 @@ def test_requests_without_a_usable_token_get_401(smart, backend, rsa_key):
 
 
 def test_a_token_for_another_server_is_refused(smart, backend, rsa_key, engine):
+    key = KeyRing(engine).signing_key(datetime.now(UTC).replace(tzinfo=None))
     with unit_of_work(engine, write=True) as conn:
-        foreign, _ = tokens.issue(conn, KeyRing(engine), issuer="https://other.example/fhir", client_id=backend,
+        foreign, _ = tokens.issue(conn, key, issuer="https://other.example/fhir", client_id=backend,
                                   scope="system/Patient.rs", lifetime=timedelta(minutes=5))
     assert smart.get("/fhir/Patient", headers={"Authorization": f"Bearer {foreign}"}).status_code == 401
 
@@ -180,3 +183,42 @@ def test_cli_registers_a_backend_client_from_a_jwks_file(settings, smart, tmp_pa
     refused = runner.invoke(cli, ["clients", "add", "--type", "backend", "--scope", "system/Patient.rs",
                                   "--jwks-file", str(private)])
     assert refused.exit_code == 2 and "private key material" in refused.output
+
+
+def test_introspection_reports_smart_fields_and_inactive_tokens(smart, backend, rsa_key):
+    issued = token_request(smart, assertion(backend, rsa_key)).json()
+    caller = {"Authorization": f"Bearer {issued['access_token']}"}
+    answer = smart.post("/auth/introspect", data={"token": issued["access_token"]}, headers=caller)
+    assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+    body = answer.json()
+    assert body["active"] is True and body["client_id"] == backend
+    assert set(body["scope"].split()) == set(issued["scope"].split())
+    assert body["exp"] > time.time()
+    for token in ("garbage", issued["access_token"][:-3] + "abc"):
+        assert smart.post("/auth/introspect", data={"token": token}, headers=caller).json() == {"active": False}
+    anonymous = smart.post("/auth/introspect", data={"token": issued["access_token"]})
+    assert anonymous.status_code == 401 and "active" not in anonymous.json()
+
+
+def test_revocation_then_401(smart, backend, engine, rsa_key):
+    issued = token_request(smart, assertion(backend, rsa_key)).json()
+    auth = {"Authorization": f"Bearer {issued['access_token']}"}
+    assert smart.get("/fhir/Patient", headers=auth).status_code == 200
+    other_client = register(engine, client_type="backend", name="someone else", scope="system/Patient.rs",
+                            jwks={"keys": [rsa_key.as_dict(private=False)]})
+    not_theirs = smart.post("/auth/revoke", data={
+        "token": issued["access_token"], "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": assertion(other_client, rsa_key)})
+    assert not_theirs.status_code == 200  # RFC 7009: no hint either way...
+    assert smart.get("/fhir/Patient", headers=auth).status_code == 200  # ...and no effect
+    unauthenticated = smart.post("/auth/revoke", data={"token": issued["access_token"]})
+    assert unauthenticated.status_code in (400, 401)
+    revoked = smart.post("/auth/revoke", data={
+        "token": issued["access_token"], "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": assertion(backend, rsa_key)})
+    assert revoked.status_code == 200
+    assert smart.get("/fhir/Patient", headers=auth).status_code == 401
+    fresh = token_request(smart, assertion(backend, rsa_key)).json()["access_token"]
+    answer = smart.post("/auth/introspect", data={"token": issued["access_token"]},
+                        headers={"Authorization": f"Bearer {fresh}"})
+    assert answer.json() == {"active": False}
