@@ -14,6 +14,8 @@ from fhir_server.api.http import FhirFront, fhir_routes
 from fhir_server.api.observability import RequestIdMiddleware, configure_logging, metrics_text
 from fhir_server.auth.bearer import BearerAuthenticator
 from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.launch import LaunchFlow
+from fhir_server.auth.pages import launch_routes
 from fhir_server.auth.routes import auth_routes, auth_urls
 from fhir_server.auth.server import SmartAuthorizationServer
 from fhir_server.config import AuthMode, Settings, load_settings
@@ -40,14 +42,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size)
     keys = KeyRing(engine)
-    authorization = SmartAuthorizationServer(engine, keys, issuer=settings.base_url,
-                                             token_url=auth_urls(settings.base_url)["token"])
+    urls = auth_urls(settings.base_url)
+    authorization = SmartAuthorizationServer(engine, keys, issuer=settings.base_url, token_url=urls["token"],
+                                             style_url=urls["style"])
     authenticator = BearerAuthenticator(engine, keys, settings.base_url) \
         if settings.auth_mode == AuthMode.smart else None
     if authenticator is None:
         log.warning("FHIR_AUTH_MODE=open: every request may read and write everything, without a token; "
                     "use it only on a developer's machine")
-    routes = auth_routes(authorization, keys, settings.base_url)
+    routes = auth_routes(authorization, keys, settings.base_url) + launch_routes(
+        LaunchFlow(authorization, settings.base_url), secure_cookie=settings.base_url.startswith("https://"))
     app.add_middleware(FhirFront, routes=[
         *[r for r in routes if r.path.startswith("/fhir/")],  # discovery, ahead of the FHIR catch-all
         *fhir_routes(server, max_body_bytes=settings.max_body_bytes, db_threads=settings.db_threads,

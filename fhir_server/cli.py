@@ -23,6 +23,7 @@ from fhir_server.api.observability import configure_logging
 from fhir_server.auth.clients import RegistrationError
 from fhir_server.auth.clients import register as register_client
 from fhir_server.auth.keys import ensure_key, new_key
+from fhir_server.auth.users import UserError, add_user
 from fhir_server.config import Settings, SettingsError, load_settings
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.store.db import make_engine
@@ -122,16 +123,41 @@ def clients_add(
     jwks_file: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="public JWK Set")] = None,
     jwks_url: Annotated[str | None, typer.Option(help="URL of the client's public JWK Set")] = None,
 ) -> None:
-    """Register a client and print its client_id."""
+    """Register a client and print its client_id (and, for a symmetric client, its secret, once)."""
     settings = _settings()
     try:
         jwks = json.loads(jwks_file.read_text()) if jwks_file else None
-        client_id = register_client(make_engine(settings.database_url), client_type=client_type, name=name,
-                                    scope=scope, redirect_uris=redirect_uri, jwks=jwks, jwks_url=jwks_url)
+        registration = register_client(make_engine(settings.database_url), client_type=client_type, name=name,
+                                       scope=scope, redirect_uris=redirect_uri, jwks=jwks, jwks_url=jwks_url)
     except (RegistrationError, ValueError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
-    print(client_id)
+    print(registration.client_id)
+    if registration.secret:  # shown this once; only its hash is kept
+        print(registration.secret)
+
+
+users_app = typer.Typer(help="People who sign in to the authorization server.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Option(help="what the user types to sign in")],
+    role: Annotated[str, typer.Option(help="coordinator | physician | admin")],
+    practitioner: Annotated[str | None, typer.Option(help="Practitioner/ID: who the user is (fhirUser)")] = None,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+                                          help="asked for when not given; prefer the prompt")] = "",
+) -> None:
+    """Add a user; the password is asked for, and kept as an argon2id hash only."""
+    settings = _settings()
+    try:
+        add_user(make_engine(settings.database_url), username=username, password=password, role=role,
+                 practitioner=practitioner)
+    except UserError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"added {role} {escape(username)}")
 
 
 @keys_app.command("rotate")

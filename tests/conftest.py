@@ -89,3 +89,15 @@ def pytest_report_header(config) -> str:
     corpora = "present" if CORPORA.is_dir() else "absent (corpus tests skip)"
     postgres = POSTGRES_URL or "not set (PostgreSQL runs skip)"
     return f"careweave: FHIR_TEST_POSTGRES_URL={postgres}; shared corpora {corpora}"
+
+
+@pytest.fixture
+def smart(settings: Settings, client, monkeypatch) -> Iterator[TestClient]:
+    """The server in FHIR_AUTH_MODE=smart over the (emptied) test database; authlib's https-only rule is
+    relaxed for the test host."""
+    from fhir_server.config import AuthMode
+
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+    with TestClient(create_app(settings.model_copy(update={"auth_mode": AuthMode.smart})),
+                    base_url="http://testserver") as http:
+        yield http

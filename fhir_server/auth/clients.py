@@ -9,8 +9,11 @@ keys as a JWK Set value or a JWKS URL.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
+from argon2 import PasswordHasher
 from sqlalchemy import Engine
 
 from fhir_server.auth.scopes import ScopeError, parse_scopes
@@ -45,9 +48,15 @@ def check_jwks(jwks: object) -> dict:
     return jwks
 
 
+@dataclass(frozen=True)
+class Registration:
+    client_id: str
+    secret: str | None = None  # a confidential-symmetric client's secret, shown once and stored hashed
+
+
 def register(engine: Engine, *, client_type: str, name: str, scope: str, redirect_uris: list[str] | None = None,
-             jwks: dict | None = None, jwks_url: str | None = None) -> str:
-    """Store a client; its new client_id."""
+             jwks: dict | None = None, jwks_url: str | None = None) -> Registration:
+    """Store a client; its client_id (and secret, for a symmetric client)."""
     if client_type not in CLIENT_TYPES:
         raise RegistrationError(f"client type must be one of {', '.join(CLIENT_TYPES)}")
     try:
@@ -70,10 +79,22 @@ def register(engine: Engine, *, client_type: str, name: str, scope: str, redirec
         raise RegistrationError(f"a {client_type} client does not sign assertions: it has no keys")
     if jwks_url is not None and not jwks_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
         raise RegistrationError("a JWKS URL must be https (or on this machine, for testing)")
+    if any(not _exact_uri(uri) for uri in redirect_uris or []):
+        raise RegistrationError("a redirect URI is an absolute https URL (http only on this machine), "
+                                "without a fragment")
     client_id = secrets.token_urlsafe(16)
+    secret = secrets.token_urlsafe(32) if client_type == "confidential-symmetric" else None
     with unit_of_work(engine, write=True) as conn:
         oauth.add_client(conn, {
             "client_id": client_id, "client_type": client_type, "name": name, "scope": scope,
             "redirect_uris": list(redirect_uris or []), "jwks": check_jwks(jwks) if jwks is not None else None,
-            "jwks_url": jwks_url, "secret_hash": None, "created": datetime.now(UTC).replace(tzinfo=None)})
-    return client_id
+            "jwks_url": jwks_url, "secret_hash": PasswordHasher().hash(secret) if secret else None,
+            "created": datetime.now(UTC).replace(tzinfo=None)})
+    return Registration(client_id, secret)
+
+
+def _exact_uri(uri: str) -> bool:
+    parts = urlsplit(uri)
+    local = parts.hostname in ("127.0.0.1", "localhost")
+    return (parts.scheme == "https" or (parts.scheme == "http" and local)) and bool(parts.netloc) \
+        and not parts.fragment

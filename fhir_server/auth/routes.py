@@ -16,29 +16,42 @@ from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.server import ASSERTION_ALGORITHMS, FormRequest, SmartAuthorizationServer
 
 MAX_FORM_BYTES = 64 * 1024
+# The look apps may take on to sit beside CareWeave's own pages (app-launch.html#styling). Its URL must
+# change when it does: version it in the path if it ever changes.
+SMART_STYLE = {"color_background": "#f6f8fa", "color_error": "#a4161a", "color_highlight": "#0b6e4f",
+               "color_modal_backdrop": "", "color_success": "#2b8a3e", "color_text": "#1d2733",
+               "dim_border_radius": "4px", "dim_font_size": "16px", "dim_spacing_size": "16px",
+               "font_family_body": "system-ui, sans-serif", "font_family_heading": "system-ui, sans-serif"}
 _ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
 
 
 def auth_urls(base_url: str) -> dict[str, str]:
     """Absolute endpoint URLs: the authorization server lives beside the FHIR base, under /auth."""
     origin = base_url.rsplit("/fhir", 1)[0] if base_url.endswith("/fhir") else base_url
-    return {name: f"{origin}/auth/{name}" for name in ("token", "jwks", "revoke", "introspect")}
+    urls = {name: f"{origin}/auth/{name}" for name in ("authorize", "token", "jwks", "revoke", "introspect")}
+    urls["style"] = f"{origin}/auth/smart-style.json"
+    return urls
 
 
 def smart_configuration(base_url: str) -> dict:
-    """`.well-known/smart-configuration` for what is built: backend services with asymmetric keys."""
+    """`.well-known/smart-configuration` for what is built: the standalone patient launch and backend
+    services."""
     urls = auth_urls(base_url)
     return {
+        "authorization_endpoint": urls["authorize"],
         "token_endpoint": urls["token"],
         "jwks_uri": urls["jwks"],
         "revocation_endpoint": urls["revoke"],
         "introspection_endpoint": urls["introspect"],
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
-        "scopes_supported": ["system/*.cruds", "system/*.rs", "system/*.read", "system/*.write"],
-        "response_types_supported": [],
-        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        "scopes_supported": ["launch/patient", "patient/*.cruds", "patient/*.rs", "patient/*.read",
+                             "system/*.cruds", "system/*.rs", "system/*.read", "system/*.write"],
+        "response_types_supported": ["code"],
+        "capabilities": ["launch-standalone", "authorize-post", "client-public", "client-confidential-symmetric",
+                         "client-confidential-asymmetric", "context-standalone-patient", "context-banner",
+                         "context-style", "permission-patient", "permission-v1", "permission-v2"],
         "code_challenge_methods_supported": ["S256"],
     }
 
@@ -56,7 +69,7 @@ def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) 
                 return _oauth_error(413, "invalid_request", "the request is too large")
             try:
                 form = dict(parse_qsl(body.decode(), keep_blank_values=True))
-                oauth_request = FormRequest("POST", str(request.url), dict(request.headers), form)
+                oauth_request = FormRequest("POST", str(request.url), request.headers, form)
             except UnicodeDecodeError:
                 return _oauth_error(400, "invalid_request", "the request is not UTF-8")
             except InsecureTransportError:
@@ -72,10 +85,14 @@ def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) 
     async def smart(_request: Request) -> Response:
         return JSONResponse(configuration, headers=_ANY_ORIGIN)
 
+    async def style(_request: Request) -> Response:
+        return JSONResponse(SMART_STYLE, headers={**_ANY_ORIGIN, "Cache-Control": "max-age=3600"})
+
     return [Route("/auth/token", form_endpoint(server.create_token_response), methods=["POST"]),
             Route("/auth/revoke", form_endpoint(server.revocation_response), methods=["POST"]),
             Route("/auth/introspect", form_endpoint(server.introspection_response), methods=["POST"]),
             Route("/auth/jwks", jwks, methods=["GET"]),
+            Route("/auth/smart-style.json", style, methods=["GET"]),
             Route("/fhir/.well-known/smart-configuration", smart, methods=["GET"])]
 
 

@@ -1,8 +1,9 @@
 """The authorization server (authlib's OAuth 2.0 core, SMART's rules on top).
 
-Grants so far: `client_credentials` for backend services (backend-services.html), authenticated by
-`private_key_jwt` client assertions (client-confidential-asymmetric.html). authlib does the RFC 6749 and
-RFC 7523 mechanics; this module adds what SMART asks beyond them:
+Grants: `client_credentials` for backend services (backend-services.html), authenticated by
+`private_key_jwt` client assertions (client-confidential-asymmetric.html); and `authorization_code` for
+apps (auth/code.py, auth/launch.py). authlib does the RFC 6749 and RFC 7523 mechanics; this module adds
+what SMART asks beyond them:
 - assertions signed with RS384 or ES384 only (authlib accepts only its "recommended" algorithms);
 - `exp` at most five minutes ahead, and a `jti` seen before refused (stored, so every worker agrees);
 - the key chosen by `kid` (and `kty` fitting `alg`) from the JWKS registered by value or by URL, and a
@@ -15,10 +16,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import (
     ClientMixin,
@@ -36,6 +40,7 @@ from joserfc.errors import JoseError
 from sqlalchemy import Engine
 
 from fhir_server.auth import tokens
+from fhir_server.auth.code import S256Only, SmartCodeGrant
 from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.scopes import ResourceScope, ScopeError, parse_scope, parse_scopes
 from fhir_server.store import oauth
@@ -45,6 +50,9 @@ ASSERTION_ALGORITHMS = ("RS384", "ES384")
 MAX_ASSERTION_LIFETIME = 300  # seconds (backend-services.html: exp no more than five minutes ahead)
 BACKEND_TOKEN_LIFETIME = timedelta(minutes=5)
 _KTY_OF_ALG = {"RS384": "RSA", "ES384": "EC"}
+# How each kind of client authenticates at the token endpoint (app-launch.html#step-5-access-token).
+_AUTH_METHODS = {"public": ("none",), "confidential-symmetric": ("client_secret_basic", "client_secret_post"),
+                 "confidential-asymmetric": ("private_key_jwt",), "backend": ("private_key_jwt",)}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -68,16 +76,23 @@ class Client(ClientMixin):
         return redirect_uri in (self.row["redirect_uris"] or [])  # exact match only
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return False  # symmetric clients arrive with the authorization-code grant
+        if not self.row["secret_hash"]:
+            return False
+        try:
+            return PasswordHasher().verify(self.row["secret_hash"], client_secret)
+        except (VerificationError, InvalidHashError):
+            return False
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == "private_key_jwt" and self.row["client_type"] in ("backend", "confidential-asymmetric")
+        return method in _AUTH_METHODS[self.row["client_type"]]
 
     def check_response_type(self, response_type: str) -> bool:
-        return False
+        return response_type == "code" and self.row["client_type"] != "backend"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "client_credentials" and self.row["client_type"] == "backend"
+        if self.row["client_type"] == "backend":
+            return grant_type == "client_credentials"
+        return grant_type == "authorization_code"
 
 
 def granted_scope(requested: str, registered: str) -> str:
@@ -103,9 +118,11 @@ def _covers(allowed: ResourceScope, scope: ResourceScope) -> bool:
 
 
 class FormRequest(OAuth2Request):
-    """An OAuth request whose parameters came from a form-encoded body (RFC 6749 §4.4.2)."""
+    """An OAuth request whose parameters came from a form-encoded body (RFC 6749 §4.4.2) or, at the
+    authorization endpoint, the query. `headers` must look names up case-insensitively (Starlette's do):
+    authlib asks for `Authorization`, HTTP/2 sends `authorization`."""
 
-    def __init__(self, method: str, uri: str, headers: dict, form: dict[str, str]) -> None:
+    def __init__(self, method: str, uri: str, headers: Mapping[str, str], form: dict[str, str]) -> None:
         super().__init__(method, uri, headers=headers)
         self._form = form
         self.payload = BasicOAuth2Payload(form)
@@ -261,13 +278,15 @@ class BackendServicesGrant(ClientCredentialsGrant):
 class SmartAuthorizationServer(AuthorizationServer):
     """authlib's server bound to our database, keys and URLs."""
 
-    def __init__(self, engine: Engine, keys: KeyRing, *, issuer: str, token_url: str) -> None:
+    def __init__(self, engine: Engine, keys: KeyRing, *, issuer: str, token_url: str, style_url: str) -> None:
         super().__init__()
         self.engine = engine
         self.keys = keys
         self.issuer = issuer
+        self.style_url = style_url
         self.register_client_auth_method("private_key_jwt", SmartClientAssertion(engine, token_url, _JwksCache()))
         self.register_grant(BackendServicesGrant)
+        self.register_grant(SmartCodeGrant, [S256Only(required=True)])
         self.register_token_generator("client_credentials", self._backend_token)
 
     def query_client(self, client_id: str) -> Client | None:

@@ -47,7 +47,85 @@ assertion_table = Table(
     Column("jti", String(255), primary_key=True),
     Column("expires_at", DateTime, nullable=False, index=True),
 )
-OAUTH_TABLES = (client_table, signing_key_table, token_table, assertion_table)
+user_table = Table(
+    "app_user", metadata,
+    Column("username", String(100), primary_key=True),
+    Column("password_hash", String(200), nullable=False),  # argon2id
+    Column("role", String(20), nullable=False),  # coordinator | physician | admin
+    Column("practitioner", String(100)),  # Practitioner/ID: the user's fhirUser
+    Column("created", DateTime, nullable=False),
+)
+pending_table = Table(
+    # An authorization request between its pages (login, patient picker, consent), keyed by a random id
+    # held in the browser's cookie.
+    "oauth_pending", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("request", Text, nullable=False),  # the validated authorize parameters, as JSON
+    Column("username", String(100)),
+    Column("patient", String(64)),
+    Column("expires_at", DateTime, nullable=False, index=True),
+)
+code_table = Table(
+    # Authorization codes, by the SHA-256 of the code: single use, a minute long (app-launch.html).
+    "oauth_code", metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("username", String(100), nullable=False),
+    Column("redirect_uri", String(2000), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("code_challenge", String(128), nullable=False),
+    Column("patient", String(64)),
+    Column("expires_at", DateTime, nullable=False, index=True),
+    Column("used", Boolean, nullable=False),
+)
+OAUTH_TABLES = (client_table, signing_key_table, token_table, assertion_table, user_table, pending_table,
+                code_table)
+
+
+def find_user(conn: Connection, username: str) -> dict | None:
+    row = conn.execute(select(user_table).where(user_table.c.username == username)).first()
+    return dict(row._mapping) if row else None
+
+
+def add_user(conn: Connection, user: dict) -> None:
+    conn.execute(insert(user_table), user)
+
+
+def save_pending(conn: Connection, pending: dict) -> None:
+    conn.execute(insert(pending_table), {**pending, "request": json.dumps(pending["request"])})
+
+
+def find_pending(conn: Connection, id: str, now: datetime) -> dict | None:
+    row = conn.execute(select(pending_table).where(pending_table.c.id == id,
+                                                   pending_table.c.expires_at > now)).first()
+    if row is None:
+        return None
+    return {**row._mapping, "request": json.loads(row.request)}
+
+
+def update_pending(conn: Connection, id: str, **values) -> None:
+    conn.execute(update(pending_table).where(pending_table.c.id == id).values(**values))
+
+
+def delete_pending(conn: Connection, id: str, now: datetime) -> None:
+    conn.execute(delete(pending_table).where((pending_table.c.id == id) | (pending_table.c.expires_at < now)))
+
+
+def save_code(conn: Connection, code: dict) -> None:
+    conn.execute(insert(code_table), {**code, "used": False})
+
+
+def find_code(conn: Connection, code_hash: str) -> dict | None:
+    row = conn.execute(select(code_table).where(code_table.c.code_hash == code_hash)).first()
+    return dict(row._mapping) if row else None
+
+
+def use_code(conn: Connection, code_hash: str) -> bool:
+    """Mark a code used; False if it already was (another request won the race)."""
+    done = conn.execute(update(code_table).where(code_table.c.code_hash == code_hash,
+                                                 code_table.c.used.is_(False)).values(used=True))
+    return done.rowcount == 1
 
 
 def find_client(conn: Connection, client_id: str) -> dict | None:

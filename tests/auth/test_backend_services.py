@@ -10,29 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import BASE_URL
-from fastapi.testclient import TestClient
 from joserfc import jwk, jwt
 from typer.testing import CliRunner
 
-from fhir_server.app import create_app
 from fhir_server.auth import tokens
 from fhir_server.auth.clients import register
 from fhir_server.auth.keys import KeyRing
 from fhir_server.cli import app as cli
-from fhir_server.config import AuthMode, Settings
 from fhir_server.store.db import unit_of_work
 
 TOKEN_URL = "http://testserver/auth/token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-@pytest.fixture
-def smart(settings: Settings, client, monkeypatch) -> TestClient:
-    """The server in smart mode, over the (emptied) test database; http is allowed for the test host."""
-    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
-    smart_settings = settings.model_copy(update={"auth_mode": AuthMode.smart})
-    with TestClient(create_app(smart_settings), base_url="http://testserver") as http:
-        yield http
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +37,7 @@ def ec_key() -> jwk.ECKey:
 def backend(engine, smart, rsa_key, ec_key) -> str:
     jwks = {"keys": [rsa_key.as_dict(private=False), ec_key.as_dict(private=False)]}
     return register(engine, client_type="backend", name="plan data warehouse",
-                    scope="system/Patient.rs system/Observation.rs", jwks=jwks)
+                    scope="system/Patient.rs system/Observation.rs", jwks=jwks).client_id
 
 
 def assertion(client_id: str, key, alg: str = "RS384", **changes) -> str:
@@ -205,7 +193,7 @@ def test_revocation_then_401(smart, backend, engine, rsa_key):
     auth = {"Authorization": f"Bearer {issued['access_token']}"}
     assert smart.get("/fhir/Patient", headers=auth).status_code == 200
     other_client = register(engine, client_type="backend", name="someone else", scope="system/Patient.rs",
-                            jwks={"keys": [rsa_key.as_dict(private=False)]})
+                            jwks={"keys": [rsa_key.as_dict(private=False)]}).client_id
     not_theirs = smart.post("/auth/revoke", data={
         "token": issued["access_token"], "client_assertion_type": ASSERTION_TYPE,
         "client_assertion": assertion(other_client, rsa_key)})

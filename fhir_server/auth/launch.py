@@ -1,0 +1,166 @@
+"""The app launch, page by page (app-launch.html): the authorization request, the user's login, the patient
+picker, consent, and the code. HTTP-free: auth/routes.py renders and redirects.
+
+What this version grants: `patient/` scopes (and `launch/patient`) in a standalone launch, so every token
+it issues is confined to the one patient chosen at the picker. `user/` scopes, the EHR launch, refresh
+tokens and OpenID Connect are not granted yet: they are dropped from the request, or refused, here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError, OAuth2Error
+
+from fhir_server.auth.code import CODE_LIFETIME, code_hash
+from fhir_server.auth.scopes import ScopeError, parse_scopes
+from fhir_server.auth.server import FormRequest, SmartAuthorizationServer, granted_scope
+from fhir_server.auth.users import authenticate
+from fhir_server.fhir.errors import FhirError
+from fhir_server.search.parse import parse_query
+from fhir_server.store import oauth
+from fhir_server.store.db import unit_of_work
+from fhir_server.store.repository import open_repository
+
+PENDING_LIFETIME = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the browser is shown next: a redirect, or a page (`page` names the template) with its data."""
+
+    redirect: str | None = None
+    page: str | None = None
+    status: int = 200
+    data: dict = field(default_factory=dict)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class LaunchFlow:
+    def __init__(self, server: SmartAuthorizationServer, base_url: str) -> None:
+        self.server = server
+        self.engine = server.engine
+        self.base_url = base_url
+
+    # -- step 1: the authorization request ------------------------------------------------------------
+    def authorize(self, request: FormRequest) -> tuple[Step, str | None]:
+        """Validate the request; the next step, and the id of the pending request to keep in a cookie."""
+        data = request.payload.data
+        if not data.get("redirect_uri"):
+            return Step(page="error", status=400, data={"message": "redirect_uri is required"}), None
+        try:
+            grant = self.server.get_consent_grant(request)
+        except OAuth2Error as error:
+            return self._error(request, error), None
+        redirect_uri, state = data["redirect_uri"], data.get("state")
+        try:
+            if not state:
+                raise InvalidRequestError("state is required")
+            if (data.get("aud") or "").rstrip("/") != self.base_url:
+                raise InvalidRequestError("aud must be this server's FHIR base URL")
+            if data.get("launch"):
+                raise InvalidRequestError("the EHR launch is not supported yet; launch standalone")
+            scope = self._grantable(grant.client, data.get("scope") or "")
+        except OAuth2Error as error:
+            error.redirect_uri, error.state = redirect_uri, state
+            return self._error(request, error), None
+        pending_id = secrets.token_urlsafe(32)
+        with unit_of_work(self.engine, write=True) as conn:
+            oauth.delete_pending(conn, "", _now())  # sweep expired ones
+            oauth.save_pending(conn, {
+                "id": pending_id, "client_id": grant.client.get_client_id(), "expires_at": _now() + PENDING_LIFETIME,
+                "request": {"redirect_uri": redirect_uri, "state": state, "scope": scope,
+                            "code_challenge": data["code_challenge"], "client_name": grant.client.row["name"]}})
+        return Step(redirect="/auth/login"), pending_id
+
+    def _grantable(self, client, requested: str) -> str:
+        try:
+            scopes, others = parse_scopes(requested)
+        except ScopeError as exc:
+            raise InvalidScopeError(str(exc)) from None
+        patient_scopes = " ".join(s.text for s in scopes if s.context == "patient")
+        granted = granted_scope(patient_scopes, client.row["scope"]).split()
+        if not granted:
+            raise InvalidScopeError("none of the requested scopes can be granted to this app: it may ask for "
+                                    "patient/ scopes it is registered for")
+        return " ".join(granted + [s for s in others if s == "launch/patient"])
+
+    def _error(self, request: FormRequest, error: OAuth2Error) -> Step:
+        """Errors go back to the app when its redirect URI is known good, and to an error page otherwise."""
+        status, body, headers = self.server.handle_error_response(request, error)
+        location = dict(headers).get("Location")
+        if location and error.redirect_uri:
+            return Step(redirect=location)
+        return Step(page="error", status=400, data={"message": error.description or error.error})
+
+    # -- steps 2 to 4: login, patient, consent --------------------------------------------------------
+    def pending(self, pending_id: str | None) -> dict | None:
+        if not pending_id:
+            return None
+        with unit_of_work(self.engine, write=False) as conn:
+            return oauth.find_pending(conn, pending_id, _now())
+
+    def login(self, pending: dict, username: str, password: str) -> Step:
+        user = authenticate(self.engine, username, password)
+        if user is None:
+            return Step(page="login", status=401, data={"error": "The username or password is not right."})
+        with unit_of_work(self.engine, write=True) as conn:
+            oauth.update_pending(conn, pending["id"], username=user["username"])
+        return Step(redirect=self.next_page({**pending, "username": user["username"]}))
+
+    def next_page(self, pending: dict) -> str:
+        if pending["username"] is None:
+            return "/auth/login"
+        if pending["patient"] is None:
+            return "/auth/patient"
+        return "/auth/consent"
+
+    def patients(self, name: str | None) -> list[dict]:
+        """Patients to pick from, by name (the picker of a standalone launch)."""
+        params = [("_count", "20"), ("_sort", "family")] + ([("name", name)] if name else [])
+        with open_repository(self.engine, write=False, base_url=self.base_url) as repo:
+            page = repo.search(parse_query("Patient", params), count=20)
+        return [_patient_summary(r.resource()) for r in page.resources]
+
+    def pick(self, pending: dict, patient_id: str) -> Step:
+        try:
+            with open_repository(self.engine, write=False, base_url=self.base_url) as repo:
+                repo.read("Patient", patient_id)
+        except FhirError:
+            return Step(page="patient", status=400, data={"error": "Choose a patient from the list.",
+                                                          "patients": self.patients(None)})
+        with unit_of_work(self.engine, write=True) as conn:
+            oauth.update_pending(conn, pending["id"], patient=patient_id)
+        return Step(redirect="/auth/consent")
+
+    def decide(self, pending: dict, approve: bool, chosen: list[str]) -> Step:
+        """The user's decision: a code for the scopes left ticked, or access_denied (app-launch.html#step-3)."""
+        request = pending["request"]
+        with unit_of_work(self.engine, write=True) as conn:
+            oauth.delete_pending(conn, pending["id"], _now())
+        offered = request["scope"].split()
+        granted = [s for s in offered if s in chosen]
+        data_scopes = [s for s in granted if s != "launch/patient"]
+        if not approve or not data_scopes:
+            return Step(redirect=add_params_to_uri(request["redirect_uri"], [
+                ("error", "access_denied"), ("state", request["state"])]))
+        code = secrets.token_urlsafe(32)
+        with unit_of_work(self.engine, write=True) as conn:
+            oauth.save_code(conn, {
+                "code_hash": code_hash(code), "client_id": pending["client_id"], "username": pending["username"],
+                "redirect_uri": request["redirect_uri"], "scope": " ".join(granted),
+                "code_challenge": request["code_challenge"], "patient": pending["patient"],
+                "expires_at": _now() + CODE_LIFETIME})
+        return Step(redirect=add_params_to_uri(request["redirect_uri"], [("code", code), ("state", request["state"])]))
+
+
+def _patient_summary(patient: dict) -> dict:
+    name = next(iter(patient.get("name") or []), {})
+    label = " ".join([*name.get("given", []), name.get("family", "")]).strip() or patient["id"]
+    return {"id": patient["id"], "name": label, "birthDate": patient.get("birthDate", "")}

@@ -1,0 +1,221 @@
+"""The SMART standalone patient launch (app-launch.html) over HTTP, in FHIR_AUTH_MODE=smart, on SQLite and
+PostgreSQL: the authorization-code checks of the SMART App Launch and (g)(10) test kits, as our own tests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import BASE_URL
+from typer.testing import CliRunner
+
+from fhir_server.auth.clients import register
+from fhir_server.auth.users import UserError, add_user
+from fhir_server.cli import app as cli
+
+REDIRECT = "http://127.0.0.1:9999/callback"
+PASSWORD = "correct horse battery"
+SCOPE = "launch/patient patient/Patient.rs patient/Observation.rs"
+
+
+def challenge_of(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def world(client, engine, smart):
+    """Two patients with an Observation each (written in open mode), a user, and two registered apps."""
+    for p in ("a", "b"):
+        assert client.put(f"/fhir/Patient/{p}", json={"resourceType": "Patient", "id": p,
+                                                       "name": [{"family": f"Fam{p}", "given": ["Pat"]}]},
+                          headers={"Content-Type": "application/fhir+json"}).status_code in (200, 201)
+        assert client.put(f"/fhir/Observation/obs-{p}", json={
+            "resourceType": "Observation", "id": f"obs-{p}", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{p}"}}, headers={"Content-Type": "application/fhir+json"}
+        ).status_code in (200, 201)
+    username = "nurse-" + secrets.token_hex(4)
+    add_user(engine, username=username, password=PASSWORD, role="coordinator", practitioner=None)
+    public = register(engine, client_type="public", name="Care plan viewer", scope="patient/*.rs",
+                      redirect_uris=[REDIRECT]).client_id
+    symmetric = register(engine, client_type="confidential-symmetric", name="Outreach app",
+                         scope="patient/*.rs", redirect_uris=[REDIRECT])
+    return {"user": username, "public": public, "symmetric": symmetric}
+
+
+def authorize(smart, app: str, verifier: str, **changes):
+    params = {"response_type": "code", "client_id": app, "redirect_uri": REDIRECT, "scope": SCOPE,
+              "state": secrets.token_urlsafe(16), "aud": BASE_URL, "code_challenge": challenge_of(verifier),
+              "code_challenge_method": "S256"}
+    params.update(changes)
+    params = {k: v for k, v in params.items() if v is not None}
+    return smart.get("/auth/authorize", params=params, follow_redirects=False), params.get("state")
+
+
+def flow_id(smart) -> str:
+    return smart.cookies.get("careweave_authz")
+
+
+def launch(smart, world, client_id: str, verifier: str, *, patient: str = "a", untick: str | None = None,
+           decision: str = "approve") -> dict:
+    """Authorize, sign in, pick the patient, consent; the query of the redirect back to the app."""
+    response, state = authorize(smart, client_id, verifier)
+    assert response.status_code == 302 and response.headers["location"] == "/auth/login", response.text
+    assert smart.get("/auth/login").status_code == 200
+    response = smart.post("/auth/login", data={"username": world["user"], "password": PASSWORD,
+                                               "flow": flow_id(smart)}, follow_redirects=False)
+    assert response.headers["location"] == "/auth/patient"
+    picker = smart.get("/auth/patient")
+    assert picker.status_code == 200 and 'name="patient"' in picker.text
+    response = smart.post("/auth/patient", data={"patient": patient, "flow": flow_id(smart)},
+                          follow_redirects=False)
+    assert response.headers["location"] == "/auth/consent"
+    page = smart.get("/auth/consent")
+    assert page.status_code == 200 and 'name="decision"' in page.text
+    chosen = [s for s in SCOPE.split() if s != untick]
+    response = smart.post("/auth/consent", data={"scope": chosen, "decision": decision, "flow": flow_id(smart)},
+                          follow_redirects=False)
+    assert response.status_code == 302
+    location = urlsplit(response.headers["location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
+    query = {k: v[0] for k, v in parse_qs(location.query).items()}
+    assert query["state"] == state
+    return query
+
+
+def exchange(smart, code: str, verifier: str | None, client_id: str | None, auth=None, **form):
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, **form}
+    if verifier is not None:
+        data["code_verifier"] = verifier
+    if client_id is not None:
+        data["client_id"] = client_id
+    return smart.post("/auth/token", data=data, auth=auth)
+
+
+def test_discovery_advertises_the_standalone_launch(smart):
+    config = smart.get("/fhir/.well-known/smart-configuration").json()
+    assert config["authorization_endpoint"] == "http://testserver/auth/authorize"
+    assert "authorization_code" in config["grant_types_supported"]
+    assert {"launch-standalone", "client-public", "client-confidential-symmetric",
+            "context-standalone-patient", "permission-patient"} <= set(config["capabilities"])
+    assert config["code_challenge_methods_supported"] == ["S256"]
+    assert "plain" not in config["code_challenge_methods_supported"]
+
+
+def test_public_client_standalone_launch_reaches_only_the_chosen_patient(smart, world):
+    verifier = secrets.token_urlsafe(48)
+    code = launch(smart, world, world["public"], verifier)["code"]
+    response = exchange(smart, code, verifier, world["public"])
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store" and response.headers["pragma"] == "no-cache"
+    body = response.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] > 0 and body["patient"] == "a"
+    assert set(body["scope"].split()) == set(SCOPE.split())
+    assert body["need_patient_banner"] is True
+    assert smart.get(body["smart_style_url"].removeprefix("http://testserver")).status_code == 200
+    auth = {"Authorization": f"Bearer {body['access_token']}"}
+    assert smart.get("/fhir/Patient/a", headers=auth).status_code == 200
+    assert smart.get("/fhir/Patient/b", headers=auth).status_code == 404
+    found = smart.get("/fhir/Observation", headers=auth).json()
+    assert [e["resource"]["id"] for e in found.get("entry", [])] == ["obs-a"]
+    assert smart.get("/fhir/Condition", headers=auth).status_code == 403  # registered *.rs, but not asked for
+
+
+@pytest.mark.parametrize("case", ["missing", "blank", "wrong", "plain"])
+def test_invalid_pkce_verifiers_are_refused(smart, world, case):
+    verifier = secrets.token_urlsafe(48)
+    code = launch(smart, world, world["public"], verifier)["code"]
+    sent = {"missing": None, "blank": "", "wrong": secrets.token_urlsafe(48), "plain": challenge_of(verifier)}[case]
+    response = exchange(smart, code, sent, world["public"])
+    assert response.status_code in (400, 401), response.text
+    assert "access_token" not in response.json()
+
+
+@pytest.mark.parametrize("changes", [{"code_challenge": None, "code_challenge_method": None},
+                                     {"code_challenge_method": "plain"}, {"code_challenge_method": None},
+                                     {"aud": "https://other.example/fhir"}, {"aud": None}, {"state": None},
+                                     {"response_type": "token"}, {"scope": "user/Patient.rs"},
+                                     {"launch": "xyz"}],
+                         ids=["no-pkce", "plain", "no-method", "wrong-aud", "no-aud", "no-state", "token",
+                              "user-scope", "ehr-launch"])
+def test_bad_authorization_requests_go_back_with_an_error_and_no_code(smart, world, changes):
+    response, _ = authorize(smart, world["public"], secrets.token_urlsafe(48), **changes)
+    assert response.status_code == 302
+    location = urlsplit(response.headers["location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT
+    query = parse_qs(location.query)
+    assert "error" in query and "code" not in query
+
+
+@pytest.mark.parametrize("changes", [{"client_id": "no-such-app"}, {"redirect_uri": REDIRECT + "/evil"},
+                                     {"redirect_uri": "https://attacker.example/cb"}, {"redirect_uri": None}])
+def test_unknown_clients_and_redirects_get_a_page_not_a_redirect(smart, world, changes):
+    response, _ = authorize(smart, world["public"], secrets.token_urlsafe(48), **changes)
+    assert response.status_code == 400 and "location" not in response.headers
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_bad_code_bad_client_and_reused_code(smart, world):
+    verifier = secrets.token_urlsafe(48)
+    code = launch(smart, world, world["public"], verifier)["code"]
+    assert exchange(smart, "not-a-code", verifier, world["public"]).status_code == 400
+    assert exchange(smart, code, verifier, "no-such-client").status_code in (400, 401)
+    assert exchange(smart, code, verifier, world["public"]).status_code == 200
+    reused = exchange(smart, code, verifier, world["public"])
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+
+
+def test_consent_can_narrow_or_deny(smart, world):
+    verifier = secrets.token_urlsafe(48)
+    code = launch(smart, world, world["public"], verifier, untick="patient/Observation.rs")["code"]
+    body = exchange(smart, code, verifier, world["public"]).json()
+    assert "patient/Observation.rs" not in body["scope"].split()
+    auth = {"Authorization": f"Bearer {body['access_token']}"}
+    assert smart.get("/fhir/Observation", headers=auth).status_code == 403
+    denied = launch(smart, world, world["public"], secrets.token_urlsafe(48), decision="deny")
+    assert denied["error"] == "access_denied" and "code" not in denied
+
+
+def test_symmetric_client_authenticates_with_its_secret(smart, world):
+    app = world["symmetric"]
+    verifier = secrets.token_urlsafe(48)
+    code = launch(smart, world, app.client_id, verifier)["code"]
+    assert exchange(smart, code, verifier, None, auth=(app.client_id, "wrong secret")).status_code == 401
+    response = exchange(smart, code, verifier, None, auth=(app.client_id, app.secret))
+    assert response.status_code == 200 and response.json()["patient"] == "a"
+    verifier = secrets.token_urlsafe(48)
+    code = launch(smart, world, app.client_id, verifier)["code"]
+    assert exchange(smart, code, verifier, app.client_id).status_code == 401  # no secret: not a public client
+
+
+def test_login_and_form_checks(smart, world):
+    authorize(smart, world["public"], secrets.token_urlsafe(48))
+    wrong = smart.post("/auth/login", data={"username": world["user"], "password": "not it at all",
+                                            "flow": flow_id(smart)})
+    assert wrong.status_code == 401 and "not right" in wrong.text
+    forged = smart.post("/auth/login", data={"username": world["user"], "password": PASSWORD, "flow": "other"},
+                        follow_redirects=False)
+    assert forged.status_code == 400  # the form must carry this browser's own flow id
+    assert smart.get("/auth/consent").status_code == 400  # no skipping the patient step
+    page = smart.get("/auth/login")
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
+    smart.cookies.clear()
+    assert smart.get("/auth/login").status_code == 400
+
+
+def test_users_cli_asks_for_the_password_and_refuses_weak_ones(settings, engine, smart, monkeypatch):
+    monkeypatch.setenv("FHIR_DATABASE_URL", settings.database_url)
+    runner = CliRunner()
+    name = "doc-" + secrets.token_hex(4)
+    done = runner.invoke(cli, ["users", "add", "--username", name, "--role", "physician",
+                               "--practitioner", "Practitioner/p1"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert done.exit_code == 0, done.output
+    assert PASSWORD not in done.stdout.replace(PASSWORD, "", 0)  # nothing echoes it
+    weak = runner.invoke(cli, ["users", "add", "--username", name + "x", "--role", "physician"],
+                         input="short\nshort\n")
+    assert weak.exit_code == 2 and "12 characters" in weak.output
+    with pytest.raises(UserError):
+        add_user(engine, username=name, password=PASSWORD, role="physician", practitioner=None)
