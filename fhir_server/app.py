@@ -40,13 +40,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   openapi_url=None)
     app.state.engine = engine
 
-    server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size)
-    keys = KeyRing(engine)
     urls = auth_urls(settings.base_url)
+    smart = settings.auth_mode == AuthMode.smart
+    oauth_uris = tuple((name, urls[name]) for name in ("authorize", "token", "revoke", "introspect"))
+    server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size,
+                    oauth_uris if smart else None)
+    keys = KeyRing(engine)
     authorization = SmartAuthorizationServer(engine, keys, issuer=settings.base_url, token_url=urls["token"],
                                              style_url=urls["style"])
-    authenticator = BearerAuthenticator(engine, keys, settings.base_url) \
-        if settings.auth_mode == AuthMode.smart else None
+    authenticator = BearerAuthenticator(engine, keys, settings.base_url) if smart else None
     if authenticator is None:
         log.warning("FHIR_AUTH_MODE=open: every request may read and write everything, without a token; "
                     "use it only on a developer's machine")

@@ -13,3 +13,4 @@ class Context:
     base_url: str
     default_count: int = 50
     max_count: int = 1000
+    oauth_uris: tuple[tuple[str, str], ...] | None = None

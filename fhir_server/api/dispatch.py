@@ -33,7 +33,7 @@ _ROUTES: dict[str, dict[str, tuple[str, Handler]]] = {
          "POST": ("batch/transaction", lambda r, c: bundle.process(r, c, dispatch))},
     "_search": {"POST": ("search-system", lambda r, c: search(r, c, None))},
     "_history": {"GET": ("history-system", lambda r, c: history(r, c))},
-    "metadata": {"GET": ("capabilities", lambda r, c: capabilities(r, c, _statement(c.base_url)))},
+    "metadata": {"GET": ("capabilities", lambda r, c: capabilities(r, c, _statement(c.base_url, c.oauth_uris)))},
     "T": {"GET": ("search-type", search), "POST": ("create", create),
           "PUT": ("update", conditional_update), "DELETE": ("delete", conditional_delete)},
     "T/_search": {"POST": ("search-type", search)},
@@ -55,8 +55,8 @@ TYPE_SEARCH_PARAMS = (
 
 
 @cache
-def _statement(base_url: str) -> dict:
-    return capability_statement(base_url, TYPE_INTERACTIONS, SYSTEM_INTERACTIONS, TYPE_SEARCH_PARAMS)
+def _statement(base_url: str, oauth_uris: tuple[tuple[str, str], ...] | None) -> dict:
+    return capability_statement(base_url, TYPE_INTERACTIONS, SYSTEM_INTERACTIONS, TYPE_SEARCH_PARAMS, oauth_uris)
 
 
 def _shape(segments: list[str]) -> tuple[str, list[str]]:

@@ -28,6 +28,8 @@ class Server:
     base_url: str
     default_count: int = 50
     max_count: int = 1000
+    # (name, URL) of the OAuth endpoints when tokens are required, for the CapabilityStatement's security.
+    oauth_uris: tuple[tuple[str, str], ...] | None = None
 
 
 class _Rollback(Exception):
@@ -42,7 +44,8 @@ def execute(server: Server, req: FhirRequest, access: Access = ALL) -> FhirRespo
     try:
         with open_repository(server.engine, write=req.method not in READS, base_url=server.base_url,
                              access=access) as repo:
-            response = dispatch(req, Context(repo, server.base_url, server.default_count, server.max_count))
+            response = dispatch(req, Context(repo, server.base_url, server.default_count, server.max_count,
+                                             server.oauth_uris))
             if response.status >= 400:
                 raise _Rollback(response)
         return response

@@ -219,3 +219,12 @@ def test_users_cli_asks_for_the_password_and_refuses_weak_ones(settings, engine,
     assert weak.exit_code == 2 and "12 characters" in weak.output
     with pytest.raises(UserError):
         add_user(engine, username=name, password=PASSWORD, role="physician", practitioner=None)
+
+
+def test_capability_statement_names_the_oauth_endpoints_for_fhirclient(smart, client):
+    security = smart.get("/fhir/metadata").json()["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    uris = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
+    assert uris["authorize"] == "http://testserver/auth/authorize"
+    assert uris["token"] == "http://testserver/auth/token"
+    assert "security" not in client.get("/fhir/metadata").json()["rest"][0]  # open mode: no tokens asked

@@ -15,7 +15,8 @@ SOFTWARE_VERSION = "0.1.0"
 
 
 def capability_statement(base_url: str, type_interactions: Iterable[str], system_interactions: Iterable[str],
-                         type_search_params: Iterable[tuple[str, str, str]]) -> dict:
+                         type_search_params: Iterable[tuple[str, str, str]],
+                         oauth_uris: tuple[tuple[str, str], ...] | None = None) -> dict:
     """An instance CapabilityStatement (capabilitystatement.html) describing what this server does."""
     common = [{"name": n, "type": t, "documentation": d} for n, t, d in type_search_params]
     interactions = [{"code": code} for code in type_interactions]
@@ -54,9 +55,24 @@ def capability_statement(base_url: str, type_interactions: Iterable[str], system
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
+            **({"security": _security(oauth_uris)} if oauth_uris else {}),
             "resource": resources,
             "interaction": [{"code": code} for code in system_interactions],
         }],
+    }
+
+
+def _security(oauth_uris: tuple[tuple[str, str], ...]) -> dict:
+    """SMART on FHIR as the REST security service, with the endpoints in the `oauth-uris` extension: SMART
+    2 deprecates it in favour of .well-known/smart-configuration, but clients such as Python's fhirclient
+    find the endpoints only there (conformance.html)."""
+    return {
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                       "extension": [{"url": name, "valueUri": uri} for name, uri in oauth_uris]}],
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}]}],
+        "description": "OAuth 2.0 bearer tokens from CareWeave's SMART App Launch authorization server; "
+                       "see .well-known/smart-configuration",
     }
 
 
