@@ -1,9 +1,10 @@
 """The app launch, page by page (app-launch.html): the authorization request, the user's login, the patient
 picker, consent, and the code. HTTP-free: auth/routes.py renders and redirects.
 
-What this version grants: `patient/` scopes (and `launch/patient`) in a standalone launch, so every token
-it issues is confined to the one patient chosen at the picker. `user/` scopes, the EHR launch, refresh
-tokens and OpenID Connect are not granted yet: they are dropped from the request, or refused, here.
+What this version grants: `patient/` scopes (with `launch/patient`, and `offline_access` or
+`online_access` for a refresh token) in a standalone launch, so every token it issues is confined to the
+one patient chosen at the picker. `user/` scopes, the EHR launch and OpenID Connect are not granted yet:
+they are dropped from the request, or refused, here.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class LaunchFlow:
         if not granted:
             raise InvalidScopeError("none of the requested scopes can be granted to this app: it may ask for "
                                     "patient/ scopes it is registered for")
-        return " ".join(granted + [s for s in others if s == "launch/patient"])
+        kept = [s for s in others if s in ("launch/patient", "offline_access", "online_access")]
+        return " ".join(granted + list(dict.fromkeys(kept)))
 
     def _error(self, request: FormRequest, error: OAuth2Error) -> Step:
         """Errors go back to the app when its redirect URI is known good, and to an error page otherwise."""

@@ -35,6 +35,10 @@ def describe(scope_text: str) -> str:
     """A scope in words, for the consent page."""
     if scope_text == "launch/patient":
         return "Know which patient you chose"
+    if scope_text == "offline_access":
+        return "Keep access after you sign out, until you revoke it (up to 90 days)"
+    if scope_text == "online_access":
+        return "Keep access for the rest of the working day"
     scope = parse_scope(scope_text)
     if scope is None:
         return scope_text

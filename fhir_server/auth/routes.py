@@ -46,12 +46,13 @@ def smart_configuration(base_url: str) -> dict:
         "grant_types_supported": ["authorization_code", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
-        "scopes_supported": ["launch/patient", "patient/*.cruds", "patient/*.rs", "patient/*.read",
+        "scopes_supported": ["launch/patient", "offline_access", "online_access", "patient/*.cruds", "patient/*.rs", "patient/*.read",
                              "system/*.cruds", "system/*.rs", "system/*.read", "system/*.write"],
         "response_types_supported": ["code"],
         "capabilities": ["launch-standalone", "authorize-post", "client-public", "client-confidential-symmetric",
                          "client-confidential-asymmetric", "context-standalone-patient", "context-banner",
-                         "context-style", "permission-patient", "permission-v1", "permission-v2"],
+                         "context-style", "permission-offline", "permission-online", "permission-patient",
+                         "permission-v1", "permission-v2"],
         "code_challenge_methods_supported": ["S256"],
     }
 

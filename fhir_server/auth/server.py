@@ -40,7 +40,7 @@ from joserfc.errors import JoseError
 from sqlalchemy import Engine
 
 from fhir_server.auth import tokens
-from fhir_server.auth.code import S256Only, SmartCodeGrant
+from fhir_server.auth.code import S256Only, SmartCodeGrant, SmartRefreshGrant, code_hash
 from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.scopes import ResourceScope, ScopeError, parse_scope, parse_scopes
 from fhir_server.store import oauth
@@ -54,6 +54,7 @@ _KTY_OF_ALG = {"RS384": "RSA", "ES384": "EC"}
 _AUTH_METHODS = {"public": ("none",), "confidential-symmetric": ("client_secret_basic", "client_secret_post"),
                  "confidential-asymmetric": ("private_key_jwt",), "backend": ("private_key_jwt",)}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+REVOCATION_AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Client(ClientMixin):
     def check_grant_type(self, grant_type: str) -> bool:
         if self.row["client_type"] == "backend":
             return grant_type == "client_credentials"
-        return grant_type == "authorization_code"
+        return grant_type in ("authorization_code", "refresh_token")
 
 
 def granted_scope(requested: str, registered: str) -> str:
@@ -287,6 +288,7 @@ class SmartAuthorizationServer(AuthorizationServer):
         self.register_client_auth_method("private_key_jwt", SmartClientAssertion(engine, token_url, _JwksCache()))
         self.register_grant(BackendServicesGrant)
         self.register_grant(SmartCodeGrant, [S256Only(required=True)])
+        self.register_grant(SmartRefreshGrant)
         self.register_token_generator("client_credentials", self._backend_token)
 
     def query_client(self, client_id: str) -> Client | None:
@@ -307,9 +309,10 @@ class SmartAuthorizationServer(AuthorizationServer):
         return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": granted}
 
     def revocation_response(self, request: FormRequest) -> tuple[int, dict, dict]:
-        """RFC 7009: the token's own client, authenticated, revokes it; 200 whether or not it was known."""
+        """RFC 7009: the token's own client, authenticated, revokes it; 200 whether or not it was known. A
+        refresh token takes its family and their access tokens with it."""
         try:
-            client = self.authenticate_client(request, ["private_key_jwt"], endpoint="revocation")
+            client = self.authenticate_client(request, REVOCATION_AUTH_METHODS, endpoint="revocation")
             if not request.form.get("token"):
                 raise InvalidRequestError(description="token is required")
         except OAuth2Error as error:
@@ -319,9 +322,13 @@ class SmartAuthorizationServer(AuthorizationServer):
                                       now=datetime.now(UTC).replace(tzinfo=None), check_expiry=False)
         except tokens.InvalidToken:
             claims = None
-        if claims is not None and claims.get("client_id") == client.get_client_id():
-            with unit_of_work(self.engine, write=True) as conn:
+        with unit_of_work(self.engine, write=True) as conn:
+            if claims is not None and claims.get("client_id") == client.get_client_id():
                 oauth.revoke_token(conn, claims["jti"])
+            elif claims is None:
+                refresh = oauth.find_refresh(conn, code_hash(request.form["token"]))
+                if refresh is not None and refresh["client_id"] == client.get_client_id():
+                    oauth.revoke_grant(conn, refresh["grant_id"])
         return 200, {}, dict(NO_STORE)
 
     def introspection_response(self, request: FormRequest) -> tuple[int, dict, dict]:

@@ -39,7 +39,8 @@ class Grant:
 
 
 def issue(conn: Connection, key: jwk.RSAKey, *, issuer: str, client_id: str, scope: str, lifetime: timedelta,
-          patient: str | None = None, now: datetime | None = None) -> tuple[str, int]:
+          patient: str | None = None, now: datetime | None = None, grant_id: str | None = None
+          ) -> tuple[str, int]:
     """A token signed with `key` (take it from the KeyRing before opening `conn`'s write transaction: on
     SQLite, loading a first key inside one would wait on itself), and its lifetime in seconds."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
@@ -50,7 +51,7 @@ def issue(conn: Connection, key: jwk.RSAKey, *, issuer: str, client_id: str, sco
     if patient is not None:
         claims["patient"] = patient
     token = jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": "JWT"}, claims, key, algorithms=[ALGORITHM])
-    oauth.record_token(conn, jti, client_id, scope, expires)
+    oauth.record_token(conn, jti, client_id, scope, expires, grant_id)
     return token, int(lifetime.total_seconds())
 
 

@@ -39,6 +39,7 @@ token_table = Table(
     Column("scope", Text, nullable=False),
     Column("expires_at", DateTime, nullable=False, index=True),
     Column("revoked", Boolean, nullable=False, default=False),
+    Column("grant_id", String(64), index=True),  # the refresh-token family it came from, if any
 )
 assertion_table = Table(
     # Client assertion ids seen, kept until the assertion expires: a replay is refused (RFC 7523 §3).
@@ -79,8 +80,22 @@ code_table = Table(
     Column("expires_at", DateTime, nullable=False, index=True),
     Column("used", Boolean, nullable=False),
 )
+refresh_table = Table(
+    # Refresh tokens by their SHA-256. Each use replaces the token with a new one of the same family
+    # (`grant_id`); a used token presented again revokes the whole family (a stolen token, or its thief's).
+    "oauth_refresh", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("grant_id", String(64), nullable=False, index=True),
+    Column("client_id", String(64), nullable=False),
+    Column("username", String(100), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("patient", String(64)),
+    Column("expires_at", DateTime, nullable=False),
+    Column("used", Boolean, nullable=False),
+    Column("revoked", Boolean, nullable=False),
+)
 OAUTH_TABLES = (client_table, signing_key_table, token_table, assertion_table, user_table, pending_table,
-                code_table)
+                code_table, refresh_table)
 
 
 def find_user(conn: Connection, username: str) -> dict | None:
@@ -154,9 +169,32 @@ def add_signing_key(conn: Connection, kid: str, private_jwk: str, now: datetime)
     conn.execute(insert(signing_key_table), {"kid": kid, "private_jwk": private_jwk, "created": now})
 
 
-def record_token(conn: Connection, jti: str, client_id: str, scope: str, expires_at: datetime) -> None:
+def record_token(conn: Connection, jti: str, client_id: str, scope: str, expires_at: datetime,
+                 grant_id: str | None = None) -> None:
     conn.execute(insert(token_table), {"jti": jti, "client_id": client_id, "scope": scope,
-                                       "expires_at": expires_at, "revoked": False})
+                                       "expires_at": expires_at, "revoked": False, "grant_id": grant_id})
+
+
+def save_refresh(conn: Connection, row: dict) -> None:
+    conn.execute(insert(refresh_table), {**row, "used": False, "revoked": False})
+
+
+def find_refresh(conn: Connection, token_hash: str) -> dict | None:
+    row = conn.execute(select(refresh_table).where(refresh_table.c.token_hash == token_hash)).first()
+    return dict(row._mapping) if row else None
+
+
+def use_refresh(conn: Connection, token_hash: str) -> bool:
+    """Mark a refresh token used; False if it already was."""
+    done = conn.execute(update(refresh_table).where(refresh_table.c.token_hash == token_hash,
+                                                    refresh_table.c.used.is_(False)).values(used=True))
+    return done.rowcount == 1
+
+
+def revoke_grant(conn: Connection, grant_id: str) -> None:
+    """Revoke a refresh-token family and every access token issued from it."""
+    conn.execute(update(refresh_table).where(refresh_table.c.grant_id == grant_id).values(revoked=True))
+    conn.execute(update(token_table).where(token_table.c.grant_id == grant_id).values(revoked=True))
 
 
 def revoke_token(conn: Connection, jti: str) -> None:

@@ -59,9 +59,9 @@ def flow_id(smart) -> str:
 
 
 def launch(smart, world, client_id: str, verifier: str, *, patient: str = "a", untick: str | None = None,
-           decision: str = "approve") -> dict:
+           decision: str = "approve", scope: str = SCOPE) -> dict:
     """Authorize, sign in, pick the patient, consent; the query of the redirect back to the app."""
-    response, state = authorize(smart, client_id, verifier)
+    response, state = authorize(smart, client_id, verifier, scope=scope)
     assert response.status_code == 302 and response.headers["location"] == "/auth/login", response.text
     assert smart.get("/auth/login").status_code == 200
     response = smart.post("/auth/login", data={"username": world["user"], "password": PASSWORD,
@@ -74,7 +74,7 @@ def launch(smart, world, client_id: str, verifier: str, *, patient: str = "a", u
     assert response.headers["location"] == "/auth/consent"
     page = smart.get("/auth/consent")
     assert page.status_code == 200 and 'name="decision"' in page.text
-    chosen = [s for s in SCOPE.split() if s != untick]
+    chosen = [s for s in scope.split() if s != untick]
     response = smart.post("/auth/consent", data={"scope": chosen, "decision": decision, "flow": flow_id(smart)},
                           follow_redirects=False)
     assert response.status_code == 302
@@ -228,3 +228,66 @@ def test_capability_statement_names_the_oauth_endpoints_for_fhirclient(smart, cl
     assert uris["authorize"] == "http://testserver/auth/authorize"
     assert uris["token"] == "http://testserver/auth/token"
     assert "security" not in client.get("/fhir/metadata").json()["rest"][0]  # open mode: no tokens asked
+
+
+def refreshable(smart, world, extra: str = "offline_access") -> dict:
+    verifier = secrets.token_urlsafe(48)
+    code = launch(smart, world, world["public"], verifier, scope=f"{SCOPE} {extra}")["code"]
+    response = exchange(smart, code, verifier, world["public"])
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def refresh(smart, token: str, **form):
+    return smart.post("/auth/token", data={"grant_type": "refresh_token", "refresh_token": token, **form})
+
+
+def test_refresh_with_and_without_scope_rotates_the_token(smart, world):
+    first = refreshable(smart, world)
+    assert "offline_access" in first["scope"].split() and first["refresh_token"]
+    again = refresh(smart, first["refresh_token"], client_id=world["public"])
+    assert again.status_code == 200, again.text
+    assert again.headers["cache-control"] == "no-store"
+    body = again.json()
+    assert set(body["scope"].split()) == set(first["scope"].split()) and body["patient"] == "a"
+    assert body["refresh_token"] != first["refresh_token"] and body["expires_in"] > 0
+    narrower = refresh(smart, body["refresh_token"], client_id=world["public"],
+                       scope="patient/Patient.rs offline_access")
+    assert narrower.status_code == 200 and "patient/Observation.rs" not in narrower.json()["scope"].split()
+    auth = {"Authorization": f"Bearer {narrower.json()['access_token']}"}
+    assert smart.get("/fhir/Patient/a", headers=auth).status_code == 200
+    assert smart.get("/fhir/Observation", headers=auth).status_code == 403
+    wider = refresh(smart, narrower.json()["refresh_token"], client_id=world["public"],
+                    scope="patient/Patient.rs patient/Condition.rs")
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+
+
+def test_a_reused_refresh_token_revokes_its_family(smart, world):
+    first = refreshable(smart, world)
+    second = refresh(smart, first["refresh_token"], client_id=world["public"]).json()
+    auth = {"Authorization": f"Bearer {second['access_token']}"}
+    assert smart.get("/fhir/Patient/a", headers=auth).status_code == 200
+    replay = refresh(smart, first["refresh_token"], client_id=world["public"])
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert refresh(smart, second["refresh_token"], client_id=world["public"]).status_code == 400
+    assert smart.get("/fhir/Patient/a", headers=auth).status_code == 401
+
+
+def test_bad_refresh_requests(smart, world):
+    first = refreshable(smart, world, extra="online_access")
+    assert refresh(smart, "not-a-token", client_id=world["public"]).status_code == 400
+    other = register(smart.app.state.engine, client_type="public", name="other app", scope="patient/*.rs",
+                     redirect_uris=[REDIRECT]).client_id
+    assert refresh(smart, first["refresh_token"], client_id=other).status_code == 400  # bound to its client
+    no_refresh = exchange(smart, launch(smart, world, world["public"], v := secrets.token_urlsafe(48))["code"], v,
+                          world["public"]).json()
+    assert "refresh_token" not in no_refresh  # none asked for, none given
+
+
+def test_revoking_a_refresh_token_ends_the_grant(smart, world):
+    first = refreshable(smart, world)
+    assert smart.post("/auth/revoke", data={"token": first["refresh_token"],
+                                            "client_id": world["public"]}).status_code == 200
+    assert refresh(smart, first["refresh_token"], client_id=world["public"]).status_code == 400
+    auth = {"Authorization": f"Bearer {first['access_token']}"}
+    assert smart.get("/fhir/Patient/a", headers=auth).status_code == 401

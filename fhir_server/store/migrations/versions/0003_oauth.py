@@ -40,8 +40,10 @@ def upgrade() -> None:
         sa.Column("scope", sa.Text, nullable=False),
         sa.Column("expires_at", sa.DateTime, nullable=False),
         sa.Column("revoked", sa.Boolean, nullable=False),
+        sa.Column("grant_id", sa.String(64)),
     )
     op.create_index("ix_oauth_token_client_id", "oauth_token", ["client_id"])
+    op.create_index("ix_oauth_token_grant_id", "oauth_token", ["grant_id"])
     op.create_index("ix_oauth_token_expires_at", "oauth_token", ["expires_at"])
     op.create_table(
         "oauth_assertion",

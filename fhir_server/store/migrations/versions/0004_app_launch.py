@@ -1,4 +1,5 @@
-"""Users, pending authorization requests and authorization codes, for the SMART app launch.
+"""Users, pending authorization requests, authorization codes and refresh tokens, for the SMART app
+launch.
 
 Revision ID: 0004
 Revises: 0003
@@ -45,8 +46,21 @@ def upgrade() -> None:
         sa.Column("used", sa.Boolean, nullable=False),
     )
     op.create_index("ix_oauth_code_expires_at", "oauth_code", ["expires_at"])
+    op.create_table(
+        "oauth_refresh",
+        sa.Column("token_hash", sa.String(64), primary_key=True),
+        sa.Column("grant_id", sa.String(64), nullable=False),
+        sa.Column("client_id", sa.String(64), nullable=False),
+        sa.Column("username", sa.String(100), nullable=False),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("patient", sa.String(64)),
+        sa.Column("expires_at", sa.DateTime, nullable=False),
+        sa.Column("used", sa.Boolean, nullable=False),
+        sa.Column("revoked", sa.Boolean, nullable=False),
+    )
+    op.create_index("ix_oauth_refresh_grant_id", "oauth_refresh", ["grant_id"])
 
 
 def downgrade() -> None:
-    for table in ("oauth_code", "oauth_pending", "app_user"):
+    for table in ("oauth_refresh", "oauth_code", "oauth_pending", "app_user"):
         op.drop_table(table)
