@@ -22,7 +22,8 @@ from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, RefreshTokenGrant
 from authlib.oauth2.rfc7636 import CodeChallenge
 
-from fhir_server.auth import tokens
+from fhir_server.auth import oidc, tokens
+from fhir_server.auth.oidc import issuer_of
 from fhir_server.store import oauth
 from fhir_server.store.db import unit_of_work
 
@@ -77,15 +78,25 @@ class S256Only(CodeChallenge):
 
 
 def token_response(conn, server, key, *, client_id: str, username: str, scope: str, patient: str | None,
-                   grant_id: str | None = None, now: datetime) -> dict:
+                   grant_id: str | None = None, now: datetime, nonce: str | None = None,
+                   with_id_token: bool = True) -> dict:
     """An access token, a refresh token when the scope asks for one (of the family `grant_id`, or of a new
-    family), and the launch context (app-launch.html#step-5-access-token)."""
-    refresh = next((REFRESH_LIFETIME[s] for s in ("offline_access", "online_access") if s in scope.split()), None)
+    family), an ID token for `openid`, and the launch context (app-launch.html#step-5-access-token)."""
+    scopes = scope.split()
+    refresh = next((REFRESH_LIFETIME[s] for s in ("offline_access", "online_access") if s in scopes), None)
     if refresh is not None:
         grant_id = grant_id or secrets.token_urlsafe(16)
+    user = oauth.find_user(conn, username)
+    fhir_user = f"{server.issuer}/{user['practitioner']}" if user and user["practitioner"] and \
+        "fhirUser" in scopes else None
     token, lifetime = tokens.issue(conn, key, issuer=server.issuer, client_id=client_id, scope=scope,
-                                   lifetime=APP_TOKEN_LIFETIME, patient=patient, now=now, grant_id=grant_id)
+                                   lifetime=APP_TOKEN_LIFETIME, patient=patient, now=now, grant_id=grant_id,
+                                   subject=username, fhir_user=fhir_user)
     body = {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": scope}
+    if "openid" in scopes and with_id_token:
+        body["id_token"] = oidc.id_token(key, issuer=issuer_of(server.issuer), client_id=client_id,
+                                         username=username, fhir_user=fhir_user, nonce=nonce, now=now,
+                                         epoch=tokens.epoch)
     if refresh is not None:
         refresh_token = secrets.token_urlsafe(48)
         oauth.save_refresh(conn, {"token_hash": code_hash(refresh_token), "grant_id": grant_id,
@@ -125,7 +136,7 @@ class SmartCodeGrant(AuthorizationCodeGrant):
                 raise InvalidGrantError("the code was used already")
             body = token_response(conn, self.server, key, client_id=code.row["client_id"],
                                   username=code.row["username"], scope=code.row["scope"],
-                                  patient=code.row["patient"], now=now)
+                                  patient=code.row["patient"], now=now, nonce=code.row["nonce"])
         return 200, body, self.TOKEN_RESPONSE_HEADER
 
 
@@ -176,5 +187,6 @@ class SmartRefreshGrant(RefreshTokenGrant):
                 raise InvalidGrantError("the refresh token was used already")
             body = token_response(conn, self.server, key, client_id=stored.row["client_id"],
                                   username=stored.row["username"], scope=" ".join(kept),
-                                  patient=stored.row["patient"], grant_id=stored.row["grant_id"], now=now)
+                                  patient=stored.row["patient"], grant_id=stored.row["grant_id"], now=now,
+                                  with_id_token=False)
         return 200, body, self.TOKEN_RESPONSE_HEADER

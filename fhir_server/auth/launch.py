@@ -2,9 +2,9 @@
 picker, consent, and the code. HTTP-free: auth/routes.py renders and redirects.
 
 What this version grants: `patient/` scopes (with `launch/patient`, and `offline_access` or
-`online_access` for a refresh token) in a standalone launch, so every token it issues is confined to the
-one patient chosen at the picker. `user/` scopes, the EHR launch and OpenID Connect are not granted yet:
-they are dropped from the request, or refused, here.
+`online_access` for a refresh token, and `openid fhirUser` for an ID token) in a standalone launch, so
+every token it issues is confined to the one patient chosen at the picker. `user/` scopes and the EHR
+launch are not granted yet: they are dropped from the request, or refused, here.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ class LaunchFlow:
             oauth.save_pending(conn, {
                 "id": pending_id, "client_id": grant.client.get_client_id(), "expires_at": _now() + PENDING_LIFETIME,
                 "request": {"redirect_uri": redirect_uri, "state": state, "scope": scope,
+                            "nonce": (data.get("nonce") or "")[:255] or None,
                             "code_challenge": data["code_challenge"], "client_name": grant.client.row["name"]}})
         return Step(redirect="/auth/login"), pending_id
 
@@ -90,7 +91,8 @@ class LaunchFlow:
         if not granted:
             raise InvalidScopeError("none of the requested scopes can be granted to this app: it may ask for "
                                     "patient/ scopes it is registered for")
-        kept = [s for s in others if s in ("launch/patient", "offline_access", "online_access")]
+        kept = [s for s in others if s in ("launch/patient", "offline_access", "online_access", "openid",
+                                           "fhirUser")]
         return " ".join(granted + list(dict.fromkeys(kept)))
 
     def _error(self, request: FormRequest, error: OAuth2Error) -> Step:
@@ -158,6 +160,7 @@ class LaunchFlow:
                 "code_hash": code_hash(code), "client_id": pending["client_id"], "username": pending["username"],
                 "redirect_uri": request["redirect_uri"], "scope": " ".join(granted),
                 "code_challenge": request["code_challenge"], "patient": pending["patient"],
+                "nonce": request.get("nonce"),
                 "expires_at": _now() + CODE_LIFETIME})
         return Step(redirect=add_params_to_uri(request["redirect_uri"], [("code", code), ("state", request["state"])]))
 

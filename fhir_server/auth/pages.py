@@ -35,6 +35,10 @@ def describe(scope_text: str) -> str:
     """A scope in words, for the consent page."""
     if scope_text == "launch/patient":
         return "Know which patient you chose"
+    if scope_text == "openid":
+        return "Confirm who you are to the app"
+    if scope_text == "fhirUser":
+        return "Tell the app which practitioner record is yours"
     if scope_text == "offline_access":
         return "Keep access after you sign out, until you revoke it (up to 90 days)"
     if scope_text == "online_access":

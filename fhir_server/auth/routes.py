@@ -12,7 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fhir_server.auth import oidc
 from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.oidc import issuer_of
 from fhir_server.auth.server import ASSERTION_ALGORITHMS, FormRequest, SmartAuthorizationServer
 
 MAX_FORM_BYTES = 64 * 1024
@@ -38,6 +40,7 @@ def smart_configuration(base_url: str) -> dict:
     services."""
     urls = auth_urls(base_url)
     return {
+        "issuer": issuer_of(base_url),
         "authorization_endpoint": urls["authorize"],
         "token_endpoint": urls["token"],
         "jwks_uri": urls["jwks"],
@@ -46,11 +49,13 @@ def smart_configuration(base_url: str) -> dict:
         "grant_types_supported": ["authorization_code", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
-        "scopes_supported": ["launch/patient", "offline_access", "online_access", "patient/*.cruds", "patient/*.rs", "patient/*.read",
+        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+                             "patient/*.cruds", "patient/*.rs", "patient/*.read",
                              "system/*.cruds", "system/*.rs", "system/*.read", "system/*.write"],
         "response_types_supported": ["code"],
         "capabilities": ["launch-standalone", "authorize-post", "client-public", "client-confidential-symmetric",
-                         "client-confidential-asymmetric", "context-standalone-patient", "context-banner",
+                         "client-confidential-asymmetric", "sso-openid-connect", "context-standalone-patient",
+                         "context-banner",
                          "context-style", "permission-offline", "permission-online", "permission-patient",
                          "permission-v1", "permission-v2"],
         "code_challenge_methods_supported": ["S256"],
@@ -86,6 +91,11 @@ def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) 
     async def smart(_request: Request) -> Response:
         return JSONResponse(configuration, headers=_ANY_ORIGIN)
 
+    openid = oidc.configuration(issuer_of(base_url), auth_urls(base_url))
+
+    async def openid_configuration(_request: Request) -> Response:
+        return JSONResponse(openid, headers=_ANY_ORIGIN)
+
     async def style(_request: Request) -> Response:
         return JSONResponse(SMART_STYLE, headers={**_ANY_ORIGIN, "Cache-Control": "max-age=3600"})
 
@@ -94,6 +104,7 @@ def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) 
             Route("/auth/introspect", form_endpoint(server.introspection_response), methods=["POST"]),
             Route("/auth/jwks", jwks, methods=["GET"]),
             Route("/auth/smart-style.json", style, methods=["GET"]),
+            Route("/.well-known/openid-configuration", openid_configuration, methods=["GET"]),
             Route("/fhir/.well-known/smart-configuration", smart, methods=["GET"])]
 
 

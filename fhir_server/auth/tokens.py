@@ -39,17 +39,20 @@ class Grant:
 
 
 def issue(conn: Connection, key: jwk.RSAKey, *, issuer: str, client_id: str, scope: str, lifetime: timedelta,
-          patient: str | None = None, now: datetime | None = None, grant_id: str | None = None
-          ) -> tuple[str, int]:
+          patient: str | None = None, now: datetime | None = None, grant_id: str | None = None,
+          subject: str | None = None, fhir_user: str | None = None) -> tuple[str, int]:
     """A token signed with `key` (take it from the KeyRing before opening `conn`'s write transaction: on
     SQLite, loading a first key inside one would wait on itself), and its lifetime in seconds."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
     jti = secrets.token_urlsafe(24)
     expires = now + lifetime
-    claims = {"iss": issuer, "aud": issuer, "sub": client_id, "client_id": client_id, "scope": scope,
-              "iat": _epoch(now), "exp": _epoch(expires), "jti": jti}
+    # `sub` is the user who granted it (the id_token's subject), or the client for backend services.
+    claims = {"iss": issuer, "aud": issuer, "sub": subject or client_id, "client_id": client_id, "scope": scope,
+              "iat": epoch(now), "exp": epoch(expires), "jti": jti}
     if patient is not None:
         claims["patient"] = patient
+    if fhir_user is not None:
+        claims["fhirUser"] = fhir_user
     token = jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": "JWT"}, claims, key, algorithms=[ALGORITHM])
     oauth.record_token(conn, jti, client_id, scope, expires, grant_id)
     return token, int(lifetime.total_seconds())
@@ -61,7 +64,7 @@ def claims_of(keys: KeyRing, token: str, *, issuer: str, now: datetime, check_ex
         kid = jws.extract_compact(token.encode()).headers().get("kid")  # unverified: only picks the key
         decoded = jwt.decode(token, keys.verification_keys(now, kid), algorithms=[ALGORITHM])
         expiry = {"exp": {"essential": True}} if check_expiry else {}
-        jwt.JWTClaimsRegistry(now=_epoch(now), leeway=LEEWAY_SECONDS, iss={"essential": True, "value": issuer},
+        jwt.JWTClaimsRegistry(now=epoch(now), leeway=LEEWAY_SECONDS, iss={"essential": True, "value": issuer},
                               aud={"essential": True, "value": issuer}, jti={"essential": True},
                               **expiry).validate(decoded.claims)
     except (JoseError, ValueError, UnicodeError) as exc:
@@ -94,10 +97,10 @@ def introspect(conn: Connection, keys: KeyRing, token: str, *, issuer: str) -> d
     if not oauth.token_is_live(conn, claims["jti"]):
         return {"active": False}
     answer = {"active": True, "token_type": "Bearer"}
-    answer.update({k: claims[k] for k in ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "patient")
-                   if k in claims})
+    answer.update({k: claims[k] for k in ("scope", "client_id", "sub", "iss", "aud", "exp", "iat", "patient",
+                                          "fhirUser") if k in claims})
     return answer
 
 
-def _epoch(moment: datetime) -> int:
+def epoch(moment: datetime) -> int:
     return int(moment.replace(tzinfo=UTC).timestamp())

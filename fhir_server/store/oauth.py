@@ -77,6 +77,7 @@ code_table = Table(
     Column("scope", Text, nullable=False),
     Column("code_challenge", String(128), nullable=False),
     Column("patient", String(64)),
+    Column("nonce", String(255)),  # OpenID Connect: echoed in the id_token
     Column("expires_at", DateTime, nullable=False, index=True),
     Column("used", Boolean, nullable=False),
 )

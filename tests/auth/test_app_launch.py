@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import BASE_URL
+from joserfc import jwk, jwt
 from typer.testing import CliRunner
 
 from fhir_server.auth.clients import register
@@ -36,8 +37,10 @@ def world(client, engine, smart):
             "resourceType": "Observation", "id": f"obs-{p}", "status": "final", "code": {"text": "x"},
             "subject": {"reference": f"Patient/{p}"}}, headers={"Content-Type": "application/fhir+json"}
         ).status_code in (200, 201)
+    assert client.put("/fhir/Practitioner/rn1", json={"resourceType": "Practitioner", "id": "rn1"},
+                      headers={"Content-Type": "application/fhir+json"}).status_code in (200, 201)
     username = "nurse-" + secrets.token_hex(4)
-    add_user(engine, username=username, password=PASSWORD, role="coordinator", practitioner=None)
+    add_user(engine, username=username, password=PASSWORD, role="coordinator", practitioner="Practitioner/rn1")
     public = register(engine, client_type="public", name="Care plan viewer", scope="patient/*.rs",
                       redirect_uris=[REDIRECT]).client_id
     symmetric = register(engine, client_type="confidential-symmetric", name="Outreach app",
@@ -291,3 +294,31 @@ def test_revoking_a_refresh_token_ends_the_grant(smart, world):
     assert refresh(smart, first["refresh_token"], client_id=world["public"]).status_code == 400
     auth = {"Authorization": f"Bearer {first['access_token']}"}
     assert smart.get("/fhir/Patient/a", headers=auth).status_code == 401
+
+
+def test_openid_connect_id_token_and_configuration(smart, world):
+    verifier = secrets.token_urlsafe(48)
+    scope = f"openid fhirUser {SCOPE} patient/Practitioner.rs"
+    response, _ = authorize(smart, world["public"], verifier, scope=scope, nonce="n-0S6_WzA2Mj")
+    assert response.status_code == 302
+    smart.post("/auth/login", data={"username": world["user"], "password": PASSWORD, "flow": flow_id(smart)})
+    smart.post("/auth/patient", data={"patient": "a", "flow": flow_id(smart)})
+    done = smart.post("/auth/consent", data={"scope": scope.split(), "decision": "approve", "flow": flow_id(smart)},
+                      follow_redirects=False)
+    code = parse_qs(urlsplit(done.headers["location"]).query)["code"][0]
+    body = exchange(smart, code, verifier, world["public"]).json()
+    config = smart.get("/.well-known/openid-configuration").json()
+    assert config["issuer"] == "http://testserver"
+    assert "RS256" in config["id_token_signing_alg_values_supported"]
+    assert smart.get("/fhir/.well-known/smart-configuration").json()["issuer"] == config["issuer"]
+    keys = jwk.KeySet.import_key_set(smart.get(config["jwks_uri"].removeprefix("http://testserver")).json())
+    token = jwt.decode(body["id_token"], keys, algorithms=["RS256"])
+    assert token.header["alg"] == "RS256" and token.header["kid"]
+    claims = token.claims
+    assert claims["iss"] == config["issuer"] and claims["aud"] == world["public"] and claims["sub"] == world["user"]
+    assert claims["fhirUser"] == f"{BASE_URL}/Practitioner/rn1" and claims["nonce"] == "n-0S6_WzA2Mj"
+    assert claims["exp"] > claims["iat"]
+    auth = {"Authorization": f"Bearer {body['access_token']}"}
+    assert smart.get("/fhir/Practitioner/rn1", headers=auth).status_code == 200  # fhirUser can be read
+    seen = smart.post("/auth/introspect", data={"token": body["access_token"]}, headers=auth).json()
+    assert seen["sub"] == claims["sub"] and seen["fhirUser"] == claims["fhirUser"] and seen["patient"] == "a"

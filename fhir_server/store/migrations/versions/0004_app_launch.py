@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("scope", sa.Text, nullable=False),
         sa.Column("code_challenge", sa.String(128), nullable=False),
         sa.Column("patient", sa.String(64)),
+        sa.Column("nonce", sa.String(255)),
         sa.Column("expires_at", sa.DateTime, nullable=False),
         sa.Column("used", sa.Boolean, nullable=False),
     )
