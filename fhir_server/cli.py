@@ -20,7 +20,7 @@ from fhir_server.api.execute import Server, execute
 from fhir_server.api.loading import Failure, LoadSummary, Unit, load_unit, units
 from fhir_server.api.messages import FhirRequest
 from fhir_server.api.observability import configure_logging
-from fhir_server.auth.clients import RegistrationError
+from fhir_server.auth.clients import RegistrationError, new_launch
 from fhir_server.auth.clients import register as register_client
 from fhir_server.auth.keys import ensure_key, new_key
 from fhir_server.auth.users import UserError, add_user
@@ -122,13 +122,15 @@ def clients_add(
     redirect_uri: Annotated[list[str] | None, typer.Option("--redirect-uri", help="exact; repeatable")] = None,
     jwks_file: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="public JWK Set")] = None,
     jwks_url: Annotated[str | None, typer.Option(help="URL of the client's public JWK Set")] = None,
+    launch_uri: Annotated[str | None, typer.Option(help="where an EHR launch opens the app")] = None,
 ) -> None:
     """Register a client and print its client_id (and, for a symmetric client, its secret, once)."""
     settings = _settings()
     try:
         jwks = json.loads(jwks_file.read_text()) if jwks_file else None
         registration = register_client(make_engine(settings.database_url), client_type=client_type, name=name,
-                                       scope=scope, redirect_uris=redirect_uri, jwks=jwks, jwks_url=jwks_url)
+                                       scope=scope, redirect_uris=redirect_uri, jwks=jwks, jwks_url=jwks_url,
+                                       launch_uri=launch_uri)
     except (RegistrationError, ValueError) as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
@@ -158,6 +160,24 @@ def users_add(
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     console.print(f"added {role} {escape(username)}")
+
+
+@app.command()
+def launch(
+    client: Annotated[str, typer.Option(help="the app's client_id")],
+    patient: Annotated[str, typer.Option(help="Patient/ID in context")],
+    user: Annotated[str, typer.Option(help="the username the EHR has signed in")],
+    encounter: Annotated[str | None, typer.Option(help="Encounter/ID in context")] = None,
+) -> None:
+    """Simulate an EHR launch: print the URL that opens the app with a single-use launch context."""
+    settings = _settings()
+    try:
+        url = new_launch(make_engine(settings.database_url), client_id=client, username=user, patient=patient,
+                         encounter=encounter, iss=settings.base_url)
+    except RegistrationError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    print(url)
 
 
 @keys_app.command("rotate")

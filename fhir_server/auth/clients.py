@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode, urlsplit
 
 from argon2 import PasswordHasher
 from sqlalchemy import Engine
@@ -21,6 +21,7 @@ from fhir_server.store import oauth
 from fhir_server.store.db import unit_of_work
 
 CLIENT_TYPES = ("public", "confidential-symmetric", "confidential-asymmetric", "backend")
+LAUNCH_LIFETIME = timedelta(minutes=5)
 _PUBLIC_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y")}
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
 
@@ -55,7 +56,8 @@ class Registration:
 
 
 def register(engine: Engine, *, client_type: str, name: str, scope: str, redirect_uris: list[str] | None = None,
-             jwks: dict | None = None, jwks_url: str | None = None) -> Registration:
+             jwks: dict | None = None, jwks_url: str | None = None, launch_uri: str | None = None
+             ) -> Registration:
     """Store a client; its client_id (and secret, for a symmetric client)."""
     if client_type not in CLIENT_TYPES:
         raise RegistrationError(f"client type must be one of {', '.join(CLIENT_TYPES)}")
@@ -82,6 +84,8 @@ def register(engine: Engine, *, client_type: str, name: str, scope: str, redirec
     if any(not _exact_uri(uri) for uri in redirect_uris or []):
         raise RegistrationError("a redirect URI is an absolute https URL (http only on this machine), "
                                 "without a fragment")
+    if launch_uri is not None and (client_type == "backend" or not _exact_uri(launch_uri)):
+        raise RegistrationError("a launch URI is an app's absolute https URL (http only on this machine)")
     client_id = secrets.token_urlsafe(16)
     secret = secrets.token_urlsafe(32) if client_type == "confidential-symmetric" else None
     with unit_of_work(engine, write=True) as conn:
@@ -89,8 +93,26 @@ def register(engine: Engine, *, client_type: str, name: str, scope: str, redirec
             "client_id": client_id, "client_type": client_type, "name": name, "scope": scope,
             "redirect_uris": list(redirect_uris or []), "jwks": check_jwks(jwks) if jwks is not None else None,
             "jwks_url": jwks_url, "secret_hash": PasswordHasher().hash(secret) if secret else None,
-            "created": datetime.now(UTC).replace(tzinfo=None)})
+            "launch_uri": launch_uri, "created": datetime.now(UTC).replace(tzinfo=None)})
     return Registration(client_id, secret)
+
+
+def new_launch(engine: Engine, *, client_id: str, username: str, patient: str, encounter: str | None,
+               iss: str) -> str:
+    """An EHR launch of a registered app for a user and patient (app-launch.html#launch-app-ehr-launch):
+    the URL that opens the app, with `iss` and a single-use `launch` that lives five minutes."""
+    with unit_of_work(engine, write=True) as conn:
+        client = oauth.find_client(conn, client_id)
+        if client is None or not client["launch_uri"]:
+            raise RegistrationError("no app with this client_id has a launch URI (clients add --launch-uri)")
+        if oauth.find_user(conn, username) is None:
+            raise RegistrationError(f"no user {username}")
+        launch = secrets.token_urlsafe(24)
+        oauth.save_launch(conn, {"id": launch, "client_id": client_id, "username": username,
+                                 "patient": patient.removeprefix("Patient/"),
+                                 "encounter": encounter.removeprefix("Encounter/") if encounter else None,
+                                 "expires_at": datetime.now(UTC).replace(tzinfo=None) + LAUNCH_LIFETIME})
+    return f"{client['launch_uri']}?{urlencode({'iss': iss, 'launch': launch})}"
 
 
 def _exact_uri(uri: str) -> bool:

@@ -79,7 +79,7 @@ class S256Only(CodeChallenge):
 
 def token_response(conn, server, key, *, client_id: str, username: str, scope: str, patient: str | None,
                    grant_id: str | None = None, now: datetime, nonce: str | None = None,
-                   with_id_token: bool = True) -> dict:
+                   with_id_token: bool = True, encounter: str | None = None, banner: bool = True) -> dict:
     """An access token, a refresh token when the scope asks for one (of the family `grant_id`, or of a new
     family), an ID token for `openid`, and the launch context (app-launch.html#step-5-access-token)."""
     scopes = scope.split()
@@ -104,7 +104,9 @@ def token_response(conn, server, key, *, client_id: str, username: str, scope: s
                                   "patient": patient, "expires_at": now + refresh})
         body["refresh_token"] = refresh_token
     if patient:
-        body.update(patient=patient, need_patient_banner=True)
+        body.update(patient=patient, need_patient_banner=banner)
+    if encounter:
+        body["encounter"] = encounter
     body["smart_style_url"] = server.style_url
     return body
 
@@ -136,7 +138,8 @@ class SmartCodeGrant(AuthorizationCodeGrant):
                 raise InvalidGrantError("the code was used already")
             body = token_response(conn, self.server, key, client_id=code.row["client_id"],
                                   username=code.row["username"], scope=code.row["scope"],
-                                  patient=code.row["patient"], now=now, nonce=code.row["nonce"])
+                                  patient=code.row["patient"], now=now, nonce=code.row["nonce"],
+                                  encounter=code.row["encounter"], banner=code.row["need_patient_banner"])
         return 200, body, self.TOKEN_RESPONSE_HEADER
 
 

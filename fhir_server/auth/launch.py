@@ -2,9 +2,9 @@
 picker, consent, and the code. HTTP-free: auth/routes.py renders and redirects.
 
 What this version grants: `patient/` scopes (with `launch/patient`, and `offline_access` or
-`online_access` for a refresh token, and `openid fhirUser` for an ID token) in a standalone launch, so
-every token it issues is confined to the one patient chosen at the picker. `user/` scopes and the EHR
-launch are not granted yet: they are dropped from the request, or refused, here.
+`online_access` for a refresh token, and `openid fhirUser` for an ID token), in a standalone launch or an
+EHR launch, so every token it issues is confined to one patient: the one chosen at the picker, or the
+launch's. `user/` scopes are not granted yet: they are dropped from the request here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError, OAuth2Error
 
 from fhir_server.auth.code import CODE_LIFETIME, code_hash
-from fhir_server.auth.scopes import ScopeError, parse_scopes
+from fhir_server.auth.scopes import ScopeError, parse_scope, parse_scopes
 from fhir_server.auth.server import FormRequest, SmartAuthorizationServer, granted_scope
 from fhir_server.auth.users import authenticate
 from fhir_server.fhir.errors import FhirError
@@ -65,9 +65,8 @@ class LaunchFlow:
                 raise InvalidRequestError("state is required")
             if (data.get("aud") or "").rstrip("/") != self.base_url:
                 raise InvalidRequestError("aud must be this server's FHIR base URL")
-            if data.get("launch"):
-                raise InvalidRequestError("the EHR launch is not supported yet; launch standalone")
             scope = self._grantable(grant.client, data.get("scope") or "")
+            context = self._launch_context(grant.client.get_client_id(), data.get("launch"))
         except OAuth2Error as error:
             error.redirect_uri, error.state = redirect_uri, state
             return self._error(request, error), None
@@ -76,10 +75,26 @@ class LaunchFlow:
             oauth.delete_pending(conn, "", _now())  # sweep expired ones
             oauth.save_pending(conn, {
                 "id": pending_id, "client_id": grant.client.get_client_id(), "expires_at": _now() + PENDING_LIFETIME,
+                "username": context["username"] if context else None,
+                "patient": context["patient"] if context else None,
                 "request": {"redirect_uri": redirect_uri, "state": state, "scope": scope,
                             "nonce": (data.get("nonce") or "")[:255] or None,
+                            "encounter": context["encounter"] if context else None, "ehr_launch": bool(context),
                             "code_challenge": data["code_challenge"], "client_name": grant.client.row["name"]}})
+        if context is not None:  # the EHR's user and patient: on to consent
+            return Step(redirect="/auth/consent"), pending_id
         return Step(redirect="/auth/login"), pending_id
+
+    def _launch_context(self, client_id: str, launch: str | None) -> dict | None:
+        """The EHR launch's context, used up (app-launch.html#launch-app-ehr-launch); None for a standalone
+        launch."""
+        if not launch:
+            return None
+        with unit_of_work(self.engine, write=True) as conn:
+            context = oauth.use_launch(conn, launch[:64], client_id, _now())
+        if context is None or context["patient"] is None:
+            raise InvalidRequestError("the launch is unknown, expired, already used, or for another app")
+        return context
 
     def _grantable(self, client, requested: str) -> str:
         try:
@@ -91,8 +106,8 @@ class LaunchFlow:
         if not granted:
             raise InvalidScopeError("none of the requested scopes can be granted to this app: it may ask for "
                                     "patient/ scopes it is registered for")
-        kept = [s for s in others if s in ("launch/patient", "offline_access", "online_access", "openid",
-                                           "fhirUser")]
+        kept = [s for s in others if s in ("launch", "launch/patient", "offline_access", "online_access",
+                                           "openid", "fhirUser")]
         return " ".join(granted + list(dict.fromkeys(kept)))
 
     def _error(self, request: FormRequest, error: OAuth2Error) -> Step:
@@ -150,8 +165,7 @@ class LaunchFlow:
             oauth.delete_pending(conn, pending["id"], _now())
         offered = request["scope"].split()
         granted = [s for s in offered if s in chosen]
-        data_scopes = [s for s in granted if s != "launch/patient"]
-        if not approve or not data_scopes:
+        if not approve or not any(parse_scope(s) for s in granted):  # no clinical data left: nothing to grant
             return Step(redirect=add_params_to_uri(request["redirect_uri"], [
                 ("error", "access_denied"), ("state", request["state"])]))
         code = secrets.token_urlsafe(32)
@@ -160,7 +174,9 @@ class LaunchFlow:
                 "code_hash": code_hash(code), "client_id": pending["client_id"], "username": pending["username"],
                 "redirect_uri": request["redirect_uri"], "scope": " ".join(granted),
                 "code_challenge": request["code_challenge"], "patient": pending["patient"],
-                "nonce": request.get("nonce"),
+                "nonce": request.get("nonce"), "encounter": request.get("encounter"),
+                # In an EHR launch the EHR shows whose record is open; standalone, the app must.
+                "need_patient_banner": not request.get("ehr_launch"),
                 "expires_at": _now() + CODE_LIFETIME})
         return Step(redirect=add_params_to_uri(request["redirect_uri"], [("code", code), ("state", request["state"])]))
 

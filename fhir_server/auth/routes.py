@@ -36,8 +36,8 @@ def auth_urls(base_url: str) -> dict[str, str]:
 
 
 def smart_configuration(base_url: str) -> dict:
-    """`.well-known/smart-configuration` for what is built: the standalone patient launch and backend
-    services."""
+    """`.well-known/smart-configuration` for what is built: the EHR and standalone launches with patient
+    scopes, and backend services."""
     urls = auth_urls(base_url)
     return {
         "issuer": issuer_of(base_url),
@@ -49,11 +49,12 @@ def smart_configuration(base_url: str) -> dict:
         "grant_types_supported": ["authorization_code", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
-        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+        "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
                              "patient/*.cruds", "patient/*.rs", "patient/*.read",
                              "system/*.cruds", "system/*.rs", "system/*.read", "system/*.write"],
         "response_types_supported": ["code"],
-        "capabilities": ["launch-standalone", "authorize-post", "client-public", "client-confidential-symmetric",
+        "capabilities": ["launch-ehr", "launch-standalone", "authorize-post", "context-ehr-patient",
+                         "context-ehr-encounter", "client-public", "client-confidential-symmetric",
                          "client-confidential-asymmetric", "sso-openid-connect", "context-standalone-patient",
                          "context-banner",
                          "context-style", "permission-offline", "permission-online", "permission-patient",

@@ -23,6 +23,7 @@ client_table = Table(
     Column("jwks", Text),  # a JWK Set registered by value, as JSON
     Column("jwks_url", String(2000)),  # or by URL
     Column("secret_hash", String(200)),
+    Column("launch_uri", String(2000)),  # where an EHR launch opens the app
     Column("created", DateTime, nullable=False),
 )
 signing_key_table = Table(
@@ -78,7 +79,21 @@ code_table = Table(
     Column("code_challenge", String(128), nullable=False),
     Column("patient", String(64)),
     Column("nonce", String(255)),  # OpenID Connect: echoed in the id_token
+    Column("encounter", String(64)),
+    Column("need_patient_banner", Boolean, nullable=False),
     Column("expires_at", DateTime, nullable=False, index=True),
+    Column("used", Boolean, nullable=False),
+)
+launch_table = Table(
+    # EHR launch contexts (app-launch.html#launch-app-ehr-launch): opaque, single use, five minutes long,
+    # bound to one client and one signed-in user.
+    "oauth_launch", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("username", String(100), nullable=False),
+    Column("patient", String(64)),
+    Column("encounter", String(64)),
+    Column("expires_at", DateTime, nullable=False),
     Column("used", Boolean, nullable=False),
 )
 refresh_table = Table(
@@ -96,7 +111,21 @@ refresh_table = Table(
     Column("revoked", Boolean, nullable=False),
 )
 OAUTH_TABLES = (client_table, signing_key_table, token_table, assertion_table, user_table, pending_table,
-                code_table, refresh_table)
+                code_table, refresh_table, launch_table)
+
+
+def save_launch(conn: Connection, launch: dict) -> None:
+    conn.execute(insert(launch_table), {**launch, "used": False})
+
+
+def use_launch(conn: Connection, id: str, client_id: str, now: datetime) -> dict | None:
+    """The launch context, taken once: None if unknown, another client's, expired or used."""
+    row = conn.execute(select(launch_table).where(launch_table.c.id == id)).first()
+    if row is None or row.client_id != client_id or row.expires_at <= now or row.used:
+        return None
+    done = conn.execute(update(launch_table).where(launch_table.c.id == id, launch_table.c.used.is_(False))
+                        .values(used=True))
+    return dict(row._mapping) if done.rowcount == 1 else None
 
 
 def find_user(conn: Connection, username: str) -> dict | None:

@@ -322,3 +322,44 @@ def test_openid_connect_id_token_and_configuration(smart, world):
     assert smart.get("/fhir/Practitioner/rn1", headers=auth).status_code == 200  # fhirUser can be read
     seen = smart.post("/auth/introspect", data={"token": body["access_token"]}, headers=auth).json()
     assert seen["sub"] == claims["sub"] and seen["fhirUser"] == claims["fhirUser"] and seen["patient"] == "a"
+
+
+def ehr_launch_url(settings, monkeypatch, client_id: str, user: str, **extra) -> str:
+    monkeypatch.setenv("FHIR_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("FHIR_BASE_URL", BASE_URL)
+    args = ["launch", "--client", client_id, "--patient", "Patient/b", "--user", user]
+    for name, value in extra.items():
+        args += [f"--{name}", value]
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_ehr_launch_binds_user_patient_and_encounter_once(smart, world, engine, settings, monkeypatch):
+    app = register(engine, client_type="public", name="PCP care plan", scope="patient/*.rs",
+                   redirect_uris=[REDIRECT], launch_uri="http://127.0.0.1:9999/launch").client_id
+    url = urlsplit(ehr_launch_url(settings, monkeypatch, app, world["user"], encounter="Encounter/e1"))
+    params = parse_qs(url.query)
+    assert url.path == "/launch" and params["iss"] == [BASE_URL]
+    launch_id = params["launch"][0]
+    verifier = secrets.token_urlsafe(48)
+    scope = "launch patient/Patient.rs patient/Observation.rs"
+    response, state = authorize(smart, app, verifier, scope=scope, launch=launch_id)
+    assert response.headers["location"] == "/auth/consent"  # the EHR's user: no second sign-in
+    done = smart.post("/auth/consent", data={"scope": scope.split(), "decision": "approve", "flow": flow_id(smart)},
+                      follow_redirects=False)
+    code = parse_qs(urlsplit(done.headers["location"]).query)["code"][0]
+    body = exchange(smart, code, verifier, app).json()
+    assert body["patient"] == "b" and body["encounter"] == "e1" and body["need_patient_banner"] is False
+    auth = {"Authorization": f"Bearer {body['access_token']}"}
+    assert smart.get("/fhir/Observation/obs-b", headers=auth).status_code == 200
+    assert smart.get("/fhir/Observation/obs-a", headers=auth).status_code == 404
+    reused, _ = authorize(smart, app, verifier, scope=scope, launch=launch_id)
+    assert "error=invalid_request" in reused.headers["location"] and "code=" not in reused.headers["location"]
+    other_app, _ = authorize(smart, world["public"], verifier, scope=scope,
+                             launch=parse_qs(urlsplit(ehr_launch_url(settings, monkeypatch, app, world["user"]))
+                                             .query)["launch"][0])
+    assert "error=invalid_request" in other_app.headers["location"]  # a launch is bound to its app
+    unknown = CliRunner().invoke(cli, ["launch", "--client", world["public"], "--patient", "Patient/a",
+                                       "--user", world["user"]])
+    assert unknown.exit_code == 2 and "launch URI" in unknown.output

@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("jwks", sa.Text),
         sa.Column("jwks_url", sa.String(2000)),
         sa.Column("secret_hash", sa.String(200)),
+        sa.Column("launch_uri", sa.String(2000)),
         sa.Column("created", sa.DateTime, nullable=False),
     )
     op.create_table(

@@ -1,5 +1,5 @@
-"""Users, pending authorization requests, authorization codes and refresh tokens, for the SMART app
-launch.
+"""Users, pending authorization requests, authorization codes, refresh tokens and EHR launch contexts,
+for the SMART app launch.
 
 Revision ID: 0004
 Revises: 0003
@@ -43,6 +43,8 @@ def upgrade() -> None:
         sa.Column("code_challenge", sa.String(128), nullable=False),
         sa.Column("patient", sa.String(64)),
         sa.Column("nonce", sa.String(255)),
+        sa.Column("encounter", sa.String(64)),
+        sa.Column("need_patient_banner", sa.Boolean, nullable=False),
         sa.Column("expires_at", sa.DateTime, nullable=False),
         sa.Column("used", sa.Boolean, nullable=False),
     )
@@ -60,8 +62,18 @@ def upgrade() -> None:
         sa.Column("revoked", sa.Boolean, nullable=False),
     )
     op.create_index("ix_oauth_refresh_grant_id", "oauth_refresh", ["grant_id"])
+    op.create_table(
+        "oauth_launch",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("client_id", sa.String(64), nullable=False),
+        sa.Column("username", sa.String(100), nullable=False),
+        sa.Column("patient", sa.String(64)),
+        sa.Column("encounter", sa.String(64)),
+        sa.Column("expires_at", sa.DateTime, nullable=False),
+        sa.Column("used", sa.Boolean, nullable=False),
+    )
 
 
 def downgrade() -> None:
-    for table in ("oauth_refresh", "oauth_code", "oauth_pending", "app_user"):
+    for table in ("oauth_launch", "oauth_refresh", "oauth_code", "oauth_pending", "app_user"):
         op.drop_table(table)
