@@ -13,6 +13,7 @@ from fhir_server.api.execute import Server
 from fhir_server.api.http import FhirFront, fhir_routes
 from fhir_server.api.observability import RequestIdMiddleware, configure_logging, metrics_text
 from fhir_server.auth.bearer import BearerAuthenticator
+from fhir_server.auth.cors import CorsMiddleware, RegisteredOrigins
 from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.launch import LaunchFlow
 from fhir_server.auth.pages import launch_routes
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for route in routes:
         if not route.path.startswith("/fhir/"):
             app.router.routes.append(route)
+    app.add_middleware(CorsMiddleware, origins=RegisteredOrigins(engine))
     app.add_middleware(RequestIdMiddleware)  # added last, so outermost: /fhir requests get their ids too
 
     @app.get("/healthz", include_in_schema=False)

@@ -24,7 +24,6 @@ SMART_STYLE = {"color_background": "#f6f8fa", "color_error": "#a4161a", "color_h
                "color_modal_backdrop": "", "color_success": "#2b8a3e", "color_text": "#1d2733",
                "dim_border_radius": "4px", "dim_font_size": "16px", "dim_spacing_size": "16px",
                "font_family_body": "system-ui, sans-serif", "font_family_heading": "system-ui, sans-serif"}
-_ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
 
 
 def auth_urls(base_url: str) -> dict[str, str]:
@@ -87,18 +86,18 @@ def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) 
 
     async def jwks(_request: Request) -> Response:
         keys_now = keys.jwks(datetime.now(UTC).replace(tzinfo=None))
-        return JSONResponse(keys_now, headers={**_ANY_ORIGIN, "Cache-Control": "max-age=300"})
+        return JSONResponse(keys_now, headers={"Cache-Control": "max-age=300"})
 
     async def smart(_request: Request) -> Response:
-        return JSONResponse(configuration, headers=_ANY_ORIGIN)
+        return JSONResponse(configuration)
 
     openid = oidc.configuration(issuer_of(base_url), auth_urls(base_url))
 
     async def openid_configuration(_request: Request) -> Response:
-        return JSONResponse(openid, headers=_ANY_ORIGIN)
+        return JSONResponse(openid)
 
     async def style(_request: Request) -> Response:
-        return JSONResponse(SMART_STYLE, headers={**_ANY_ORIGIN, "Cache-Control": "max-age=3600"})
+        return JSONResponse(SMART_STYLE, headers={"Cache-Control": "max-age=3600"})
 
     return [Route("/auth/token", form_endpoint(server.create_token_response), methods=["POST"]),
             Route("/auth/revoke", form_endpoint(server.revocation_response), methods=["POST"]),

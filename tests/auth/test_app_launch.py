@@ -363,3 +363,29 @@ def test_ehr_launch_binds_user_patient_and_encounter_once(smart, world, engine, 
     unknown = CliRunner().invoke(cli, ["launch", "--client", world["public"], "--patient", "Patient/a",
                                        "--user", world["user"]])
     assert unknown.exit_code == 2 and "launch URI" in unknown.output
+
+
+def test_cors_any_origin_for_discovery_registered_origins_elsewhere(smart, world):
+    app_origin, stranger = "http://127.0.0.1:9999", "https://stranger.example"
+    for path in ("/fhir/metadata", "/fhir/.well-known/smart-configuration", "/.well-known/openid-configuration",
+                 "/auth/jwks"):
+        assert smart.get(path, headers={"Origin": stranger}).headers["access-control-allow-origin"] == "*"
+    preflight = {"Origin": app_origin, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"}
+    answer = smart.options("/auth/token", headers=preflight)
+    assert answer.status_code == 204 and answer.headers["access-control-allow-origin"] == app_origin
+    assert "Authorization" in answer.headers["access-control-allow-headers"]
+    refused = smart.options("/auth/token", headers={**preflight, "Origin": stranger})
+    assert "access-control-allow-origin" not in refused.headers
+    verifier = secrets.token_urlsafe(48)
+    code = launch(smart, world, world["public"], verifier)["code"]
+    token = smart.post("/auth/token", headers={"Origin": app_origin}, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier,
+        "client_id": world["public"]})
+    assert token.status_code == 200 and token.headers["access-control-allow-origin"] == app_origin
+    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    read = smart.get("/fhir/Patient/a", headers={**auth, "Origin": app_origin})
+    assert read.headers["access-control-allow-origin"] == app_origin and "ETag" in \
+        read.headers["access-control-expose-headers"]
+    assert "access-control-allow-origin" not in smart.get("/fhir/Patient/a", headers={**auth, "Origin": stranger}
+                                                          ).headers

@@ -58,7 +58,7 @@ def token_request(http, client_assertion: str, scope: str = "system/Patient.rs",
 
 
 def test_discovery_advertises_backend_services(smart):
-    response = smart.get("/fhir/.well-known/smart-configuration")
+    response = smart.get("/fhir/.well-known/smart-configuration", headers={"Origin": "https://any.example"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
     assert response.headers["access-control-allow-origin"] == "*"
     config = response.json()
