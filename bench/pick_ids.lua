@@ -19,6 +19,11 @@ function init(args)
     end
   end
   wrk.headers["Accept"] = "application/fhir+json"
+  -- The smart-mode read benchmark passes its access token in the environment, not on the command line.
+  local token = os.getenv("BENCH_BEARER")
+  if token ~= nil and token ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. token
+  end
 end
 
 function request()

@@ -19,10 +19,11 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from bench.bearer import backend_token
 from bench.corpus import iter_bundles
 from bench.ingest import ingest
-from bench.load import find_wrk, read_load
-from bench.report import BackendResult, machine, render, splice
+from bench.load import ReadResult, find_wrk, read_load
+from bench.report import TARGET_READ_CONNECTIONS, BackendResult, machine, render, splice
 from bench.scale import iter_scaled
 from bench.search import SearchRun, run_search
 from bench.server import BENCH_DATABASE, RssSampler, Server, analyze, fresh_database, migrate, postgres_version
@@ -119,6 +120,8 @@ def _run_backend(backend: str, args: argparse.Namespace, corpus: Path, tmp: Path
                 for level in args.levels if done.patient_ids else []:
                     print(f"  reading Patient by id: {level} connections, {args.duration} s", flush=True)
                     result.reads.append(read_load(wrk, server.origin, paths, level, args.duration))
+                if done.patient_ids and backend == "postgres":
+                    result.bearer_read = _bearer_read(database_url, args, paths, log, wrk)
                 if _search_on(args, backend):
                     _search_phases(result, args, corpus, server, database_url, tmp / backend, wrk)
                 result.peak_rss_mb = rss.peak_mb
@@ -126,6 +129,23 @@ def _run_backend(backend: str, args: argparse.Namespace, corpus: Path, tmp: Path
         traceback.print_exc()
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return result
+
+
+def _bearer_read(database_url: str, args: argparse.Namespace, paths: Path, log: Path,
+                 wrk: str | None) -> ReadResult:
+    """Read-by-id at 32 connections in FHIR_AUTH_MODE=smart with a backend client's bearer token, on a
+    second server over the same database (the first one idles meanwhile)."""
+    level = TARGET_READ_CONNECTIONS
+    with Server(database_url, args.workers, log, env={"FHIR_AUTH_MODE": "smart"}) as smart:
+        token = backend_token(database_url, smart.origin)
+        print(f"  reading Patient by id with a bearer token (smart mode): {level} connections, {args.duration} s",
+              flush=True)
+        os.environ["BENCH_BEARER"] = token  # read by bench/pick_ids.lua; never on a command line
+        try:
+            return read_load(wrk, smart.origin, paths, level, args.duration,
+                             headers={"Authorization": f"Bearer {token}"})
+        finally:
+            del os.environ["BENCH_BEARER"]
 
 
 def _search_phases(result: BackendResult, args: argparse.Namespace, corpus: Path, server: Server,

@@ -86,12 +86,12 @@ def migrate(database_url: str, log: Path) -> None:
 class Server:
     """`fhir-server serve` on a free port of 127.0.0.1, in its own process group, stopped on exit."""
 
-    def __init__(self, database_url: str, workers: int, log: Path) -> None:
+    def __init__(self, database_url: str, workers: int, log: Path, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.origin}/fhir"
         self._log = log
-        env = {**os.environ, "FHIR_DATABASE_URL": database_url, "FHIR_BASE_URL": self.base_url}
+        env = {**os.environ, "FHIR_DATABASE_URL": database_url, "FHIR_BASE_URL": self.base_url, **(env or {})}
         command = [FHIR_SERVER, "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--workers", str(workers)]
         with log.open("a") as out:

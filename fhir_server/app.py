@@ -17,6 +17,7 @@ from fhir_server.auth.cors import CorsMiddleware, RegisteredOrigins
 from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.launch import LaunchFlow
 from fhir_server.auth.pages import launch_routes
+from fhir_server.auth.revocation import RevocationList
 from fhir_server.auth.routes import auth_routes, auth_urls
 from fhir_server.auth.server import SmartAuthorizationServer
 from fhir_server.config import AuthMode, Settings, load_settings
@@ -47,9 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size,
                     oauth_uris if smart else None)
     keys = KeyRing(engine)
+    revocations = RevocationList(engine)
     authorization = SmartAuthorizationServer(engine, keys, issuer=settings.base_url, token_url=urls["token"],
-                                             style_url=urls["style"])
-    authenticator = BearerAuthenticator(engine, keys, settings.base_url) if smart else None
+                                             style_url=urls["style"], revocations=revocations)
+    authenticator = BearerAuthenticator(engine, keys, settings.base_url, revocations) if smart else None
     if authenticator is None:
         log.warning("FHIR_AUTH_MODE=open: every request may read and write everything, without a token; "
                     "use it only on a developer's machine")

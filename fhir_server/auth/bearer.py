@@ -3,20 +3,34 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime
+
 from sqlalchemy import Engine
 
 from fhir_server.auth import tokens
 from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.revocation import RevocationList
 from fhir_server.fhir.errors import FhirError, Issue
 from fhir_server.store.access import Access
 from fhir_server.store.db import unit_of_work
 
 
 class BearerAuthenticator:
-    def __init__(self, engine: Engine, keys: KeyRing, issuer: str) -> None:
+    """Verifies bearer tokens. A token's signature, claims and record are checked once and its Access
+    built once; the result is kept, per worker, until the token expires. Revocation is looked up in the
+    worker's RevocationList on every request."""
+
+    CACHE_SIZE = 10_000
+
+    def __init__(self, engine: Engine, keys: KeyRing, issuer: str, revocations: RevocationList) -> None:
         self.engine = engine
         self.keys = keys
         self.issuer = issuer
+        self.revocations = revocations
+        self._verified: OrderedDict[str, tuple[str, int, Access]] = OrderedDict()  # token -> jti, exp, access
+        self._lock = threading.Lock()
 
     def access(self, authorization: str | None) -> Access:
         """The grant of the request's bearer token; 401 with a WWW-Authenticate challenge without a usable one.
@@ -26,11 +40,29 @@ class BearerAuthenticator:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise self._unauthorized(None, "an access token is required: send Authorization: Bearer <token>")
+        token = token.strip()
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with self._lock:
+            known = self._verified.get(token)
+            if known is not None:
+                self._verified.move_to_end(token)
         try:
-            with unit_of_work(self.engine, write=False) as conn:
-                return tokens.verify(conn, self.keys, token.strip(), issuer=self.issuer).access
+            if known is None or known[1] <= tokens.epoch(now) - tokens.LEEWAY_SECONDS:
+                with unit_of_work(self.engine, write=False) as conn:
+                    grant = tokens.verify(conn, self.keys, token, issuer=self.issuer, now=now)
+                self._remember(token, grant)
+                known = (grant.jti, grant.expires, grant.access)
+            if self.revocations.is_revoked(known[0]):
+                raise tokens.InvalidToken("the access token was revoked")
+            return known[2]
         except tokens.InvalidToken as exc:
             raise self._unauthorized("invalid_token", str(exc)) from None
+
+    def _remember(self, token: str, grant: tokens.Grant) -> None:
+        with self._lock:
+            self._verified[token] = (grant.jti, grant.expires, grant.access)
+            while len(self._verified) > self.CACHE_SIZE:
+                self._verified.popitem(last=False)
 
     def _unauthorized(self, error: str | None, message: str) -> FhirError:
         challenge = f'Bearer realm="{self.issuer}"' + (f', error="{error}"' if error else "")

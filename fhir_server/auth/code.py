@@ -166,8 +166,12 @@ class SmartRefreshGrant(RefreshTokenGrant):
             if row is None or row["revoked"] or row["expires_at"] <= now:
                 return None
             if row["used"]:  # presented twice: whoever holds the family now may be a thief
-                oauth.revoke_grant(conn, row["grant_id"])
-                return None
+                revoked = oauth.revoke_grant(conn, row["grant_id"], now)
+            else:
+                revoked = None
+        if revoked is not None:
+            self.server.revocations.add(revoked)
+            return None
         return StoredRefresh(row)
 
     def authenticate_user(self, refresh_token: StoredRefresh) -> str:
@@ -186,10 +190,14 @@ class SmartRefreshGrant(RefreshTokenGrant):
         key = self.server.keys.signing_key(now)
         with unit_of_work(self.server.engine, write=True) as conn:
             if not oauth.use_refresh(conn, stored.row["token_hash"]):
-                oauth.revoke_grant(conn, stored.row["grant_id"])
-                raise InvalidGrantError("the refresh token was used already")
-            body = token_response(conn, self.server, key, client_id=stored.row["client_id"],
-                                  username=stored.row["username"], scope=" ".join(kept),
-                                  patient=stored.row["patient"], grant_id=stored.row["grant_id"], now=now,
-                                  with_id_token=False)
+                revoked = oauth.revoke_grant(conn, stored.row["grant_id"], now)
+            else:
+                revoked = None
+                body = token_response(conn, self.server, key, client_id=stored.row["client_id"],
+                                      username=stored.row["username"], scope=" ".join(kept),
+                                      patient=stored.row["patient"], grant_id=stored.row["grant_id"], now=now,
+                                      with_id_token=False)
+        if revoked is not None:  # a race with another use of the same token: treated as a reuse
+            self.server.revocations.add(revoked)
+            raise InvalidGrantError("the refresh token was used already")
         return 200, body, self.TOKEN_RESPONSE_HEADER

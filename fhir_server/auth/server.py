@@ -42,6 +42,7 @@ from sqlalchemy import Engine
 from fhir_server.auth import tokens
 from fhir_server.auth.code import S256Only, SmartCodeGrant, SmartRefreshGrant, code_hash
 from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.revocation import RevocationList
 from fhir_server.auth.scopes import ResourceScope, ScopeError, parse_scope, parse_scopes
 from fhir_server.store import oauth
 from fhir_server.store.db import unit_of_work
@@ -279,10 +280,12 @@ class BackendServicesGrant(ClientCredentialsGrant):
 class SmartAuthorizationServer(AuthorizationServer):
     """authlib's server bound to our database, keys and URLs."""
 
-    def __init__(self, engine: Engine, keys: KeyRing, *, issuer: str, token_url: str, style_url: str) -> None:
+    def __init__(self, engine: Engine, keys: KeyRing, *, issuer: str, token_url: str, style_url: str,
+                 revocations: RevocationList) -> None:
         super().__init__()
         self.engine = engine
         self.keys = keys
+        self.revocations = revocations
         self.issuer = issuer
         self.style_url = style_url
         self.register_client_auth_method("private_key_jwt", SmartClientAssertion(engine, token_url, _JwksCache()))
@@ -322,13 +325,17 @@ class SmartAuthorizationServer(AuthorizationServer):
                                       now=datetime.now(UTC).replace(tzinfo=None), check_expiry=False)
         except tokens.InvalidToken:
             claims = None
+        now = datetime.now(UTC).replace(tzinfo=None)
+        revoked: list[str] = []
         with unit_of_work(self.engine, write=True) as conn:
             if claims is not None and claims.get("client_id") == client.get_client_id():
-                oauth.revoke_token(conn, claims["jti"])
+                oauth.revoke_token(conn, claims["jti"], now)
+                revoked.append(claims["jti"])
             elif claims is None:
                 refresh = oauth.find_refresh(conn, code_hash(request.form["token"]))
                 if refresh is not None and refresh["client_id"] == client.get_client_id():
-                    oauth.revoke_grant(conn, refresh["grant_id"])
+                    revoked = oauth.revoke_grant(conn, refresh["grant_id"], now)
+        self.revocations.add(revoked)
         return 200, {}, dict(NO_STORE)
 
     def introspection_response(self, request: FormRequest) -> tuple[int, dict, dict]:

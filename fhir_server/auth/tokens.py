@@ -35,6 +35,8 @@ class Grant:
     client_id: str
     scope: str
     access: Access
+    jti: str
+    expires: int  # epoch seconds
     patient: str | None = None
 
 
@@ -84,7 +86,7 @@ def verify(conn: Connection, keys: KeyRing, token: str, *, issuer: str, now: dat
         raise InvalidToken("the access token carries a malformed scope") from None
     patient = claims.get("patient")
     return Grant(str(claims.get("client_id")), str(claims.get("scope")), access_for(scopes, patient=patient),
-                 patient)
+                 claims["jti"], int(claims["exp"]), patient)
 
 
 def introspect(conn: Connection, keys: KeyRing, token: str, *, issuer: str) -> dict:

@@ -70,6 +70,14 @@ class Access:
             raise FhirError(403, [Issue("forbidden", f"the access token does not grant {_NAMES[interaction]} "
                                                      f"on {resource_type}")])
 
+    def needs_query(self, resource_type: str, interaction: str) -> bool:
+        """Whether reaching a resource of this type takes a look at its data: not when some rule grants the
+        interaction on the whole type, with neither criteria nor patients (`system/Patient.rs`)."""
+        if self.rules is None:
+            return False
+        return not any(r.covers(resource_type, interaction) and not r.criteria and r.patients is None
+                       for r in self.rules)
+
     def searchable_types(self, types: tuple[str, ...]) -> tuple[str, ...]:
         """Of `types`, those this grant may search."""
         return tuple(t for t in types if self.allows(t, "s"))

@@ -41,6 +41,7 @@ token_table = Table(
     Column("expires_at", DateTime, nullable=False, index=True),
     Column("revoked", Boolean, nullable=False, default=False),
     Column("grant_id", String(64), index=True),  # the refresh-token family it came from, if any
+    Column("revoked_at", DateTime, index=True),  # workers poll for revocations since their last look
 )
 assertion_table = Table(
     # Client assertion ids seen, kept until the assertion expires: a replay is refused (RFC 7523 §3).
@@ -221,14 +222,21 @@ def use_refresh(conn: Connection, token_hash: str) -> bool:
     return done.rowcount == 1
 
 
-def revoke_grant(conn: Connection, grant_id: str) -> None:
-    """Revoke a refresh-token family and every access token issued from it."""
+def revoke_grant(conn: Connection, grant_id: str, now: datetime) -> list[str]:
+    """Revoke a refresh-token family and every access token issued from it; their jtis."""
     conn.execute(update(refresh_table).where(refresh_table.c.grant_id == grant_id).values(revoked=True))
-    conn.execute(update(token_table).where(token_table.c.grant_id == grant_id).values(revoked=True))
+    conn.execute(update(token_table).where(token_table.c.grant_id == grant_id, token_table.c.revoked.is_(False))
+                 .values(revoked=True, revoked_at=now))
+    return [row.jti for row in conn.execute(select(token_table.c.jti).where(token_table.c.grant_id == grant_id))]
 
 
-def revoke_token(conn: Connection, jti: str) -> None:
-    conn.execute(update(token_table).where(token_table.c.jti == jti).values(revoked=True))
+def revoke_token(conn: Connection, jti: str, now: datetime) -> None:
+    conn.execute(update(token_table).where(token_table.c.jti == jti, token_table.c.revoked.is_(False))
+                 .values(revoked=True, revoked_at=now))
+
+
+def revoked_since(conn: Connection, since: datetime) -> list[str]:
+    return [row.jti for row in conn.execute(select(token_table.c.jti).where(token_table.c.revoked_at >= since))]
 
 
 def token_is_live(conn: Connection, jti: str) -> bool:

@@ -10,13 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import BASE_URL
+from fastapi.testclient import TestClient
 from joserfc import jwk, jwt
 from typer.testing import CliRunner
 
+from fhir_server.app import create_app
 from fhir_server.auth import tokens
 from fhir_server.auth.clients import register
 from fhir_server.auth.keys import KeyRing
+from fhir_server.auth.revocation import POLL_SECONDS
 from fhir_server.cli import app as cli
+from fhir_server.config import AuthMode
 from fhir_server.store.db import unit_of_work
 
 TOKEN_URL = "http://testserver/auth/token"
@@ -210,3 +214,18 @@ def test_revocation_then_401(smart, backend, engine, rsa_key):
     answer = smart.post("/auth/introspect", data={"token": issued["access_token"]},
                         headers={"Authorization": f"Bearer {fresh}"})
     assert answer.json() == {"active": False}
+
+
+def test_a_revocation_reaches_other_workers_within_a_poll(smart, backend, rsa_key, settings):
+    """Each worker polls for revocations at most once a second (auth/revocation.py): a second app over the
+    same database, standing in for another worker, refuses the token once it has polled."""
+    issued = token_request(smart, assertion(backend, rsa_key)).json()
+    auth = {"Authorization": f"Bearer {issued['access_token']}"}
+    with TestClient(create_app(settings.model_copy(update={"auth_mode": AuthMode.smart})),
+                    base_url="http://testserver") as other_worker:
+        assert other_worker.get("/fhir/Patient", headers=auth).status_code == 200  # verified and remembered
+        assert smart.post("/auth/revoke", data={
+            "token": issued["access_token"], "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion(backend, rsa_key)}).status_code == 200
+        time.sleep(POLL_SECONDS + 0.2)
+        assert other_worker.get("/fhir/Patient", headers=auth).status_code == 401

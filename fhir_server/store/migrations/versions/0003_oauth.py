@@ -42,9 +42,11 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime, nullable=False),
         sa.Column("revoked", sa.Boolean, nullable=False),
         sa.Column("grant_id", sa.String(64)),
+        sa.Column("revoked_at", sa.DateTime),
     )
     op.create_index("ix_oauth_token_client_id", "oauth_token", ["client_id"])
     op.create_index("ix_oauth_token_grant_id", "oauth_token", ["grant_id"])
+    op.create_index("ix_oauth_token_revoked_at", "oauth_token", ["revoked_at"])
     op.create_index("ix_oauth_token_expires_at", "oauth_token", ["expires_at"])
     op.create_table(
         "oauth_assertion",
