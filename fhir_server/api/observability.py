@@ -100,6 +100,7 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # it logs query strings; we log our own line
     logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz checks the revision on every call
+    logging.getLogger("authlib").setLevel(logging.INFO)  # its debug lines print issued tokens whole
 
 
 def new_request_id(incoming: str | None) -> str:

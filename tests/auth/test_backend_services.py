@@ -4,6 +4,7 @@ the checks of the SMART App Launch and (g)(10) test kits' backend-services group
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -229,3 +230,14 @@ def test_a_revocation_reaches_other_workers_within_a_poll(smart, backend, rsa_ke
             "client_assertion": assertion(backend, rsa_key)}).status_code == 200
         time.sleep(POLL_SECONDS + 0.2)
         assert other_worker.get("/fhir/Patient", headers=auth).status_code == 401
+
+
+def test_tokens_and_assertions_never_reach_the_logs(smart, backend, rsa_key, caplog):
+    caplog.set_level(logging.DEBUG)  # the most a deployment can ask for
+    signed = assertion(backend, rsa_key)
+    issued = token_request(smart, signed).json()
+    smart.get("/fhir/Patient", headers={"Authorization": f"Bearer {issued['access_token']}"})
+    smart.get("/fhir/Patient", headers={"Authorization": "Bearer not-a-real-token-xyz"})
+    logged = caplog.text
+    for secret in (issued["access_token"], signed, "not-a-real-token-xyz"):
+        assert secret not in logged
