@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from fhir_server.auth.launch import LaunchFlow, Step
+from fhir_server.auth.ratelimit import RateLimiter
 from fhir_server.auth.scopes import parse_scope
 from fhir_server.auth.server import FormRequest
 
@@ -52,7 +53,12 @@ def describe(scope_text: str) -> str:
     return f"{verbs[0].upper()}{verbs[1:]} {what}{narrowed}"
 
 
+LOGIN_LIMIT = (10, 60.0)  # sign-in attempts per address and per username, per minute
+
+
 def launch_routes(flow: LaunchFlow, secure_cookie: bool) -> list[Route]:
+    login_limiter = RateLimiter(*LOGIN_LIMIT)
+
     def respond(step: Step, pending_id: str | None = None) -> Response:
         if step.redirect is not None:
             response: Response = RedirectResponse(step.redirect, status_code=302, headers=SECURITY_HEADERS)
@@ -106,8 +112,14 @@ def launch_routes(flow: LaunchFlow, secure_cookie: bool) -> list[Route]:
         data = {"flow": pending["id"], "client_name": pending["request"]["client_name"]}
         if form is None:
             return respond(Step(page="login", data=data))
-        step = await anyio.to_thread.run_sync(flow.login, pending, (form.get("username") or [""])[0],
-                                              (form.get("password") or [""])[0])
+        username = (form.get("username") or [""])[0]
+        wait = login_limiter.allow(f"ip:{_client_address(request)}", f"user:{username.lower()}")
+        if wait is not None:
+            response = respond(Step(page="login", status=429, data={
+                **data, "error": "Too many attempts. Wait a minute, then try again."}))
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
+        step = await anyio.to_thread.run_sync(flow.login, pending, username, (form.get("password") or [""])[0])
         return respond(Step(page=step.page, status=step.status, data={**data, **step.data}) if step.page else step)
 
     async def patient(request: Request) -> Response:
@@ -141,3 +153,7 @@ def launch_routes(flow: LaunchFlow, secure_cookie: bool) -> list[Route]:
             Route("/auth/login", login, methods=["GET", "POST"]),
             Route("/auth/patient", patient, methods=["GET", "POST"]),
             Route("/auth/consent", consent, methods=["GET", "POST"])]
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

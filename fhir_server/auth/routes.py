@@ -15,6 +15,7 @@ from starlette.routing import Route
 from fhir_server.auth import oidc
 from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.oidc import issuer_of
+from fhir_server.auth.ratelimit import RateLimiter
 from fhir_server.auth.server import ASSERTION_ALGORITHMS, FormRequest, SmartAuthorizationServer
 
 MAX_FORM_BYTES = 64 * 1024
@@ -62,12 +63,21 @@ def smart_configuration(base_url: str) -> dict:
     }
 
 
+TOKEN_LIMIT = (120, 60.0)  # token, revocation and introspection requests per address, per minute
+
+
 def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) -> list[Route]:
     configuration = smart_configuration(base_url)
+    limiter = RateLimiter(*TOKEN_LIMIT)
 
     def form_endpoint(handler):
         """A POST endpoint taking a form-encoded OAuth request (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1)."""
         async def endpoint(request: Request) -> Response:
+            wait = limiter.allow(request.client.host if request.client else "unknown")
+            if wait is not None:
+                response = _oauth_error(429, "slow_down", "too many requests; retry later")
+                response.headers["Retry-After"] = str(int(wait) + 1)
+                return response
             if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
                 return _oauth_error(400, "invalid_request", "the request must be form-encoded")
             body = await request.body()

@@ -10,12 +10,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import BASE_URL
+from fastapi.testclient import TestClient
 from joserfc import jwk, jwt
 from typer.testing import CliRunner
 
+from fhir_server.app import create_app
 from fhir_server.auth.clients import register
 from fhir_server.auth.users import UserError, add_user
 from fhir_server.cli import app as cli
+from fhir_server.config import AuthMode
 
 REDIRECT = "http://127.0.0.1:9999/callback"
 PASSWORD = "correct horse battery"
@@ -389,3 +392,20 @@ def test_cors_any_origin_for_discovery_registered_origins_elsewhere(smart, world
         read.headers["access-control-expose-headers"]
     assert "access-control-allow-origin" not in smart.get("/fhir/Patient/a", headers={**auth, "Origin": stranger}
                                                           ).headers
+
+
+def test_sign_in_and_token_requests_are_rate_limited(smart, world, settings, monkeypatch):
+    authorize(smart, world["public"], secrets.token_urlsafe(48))
+    statuses = [smart.post("/auth/login", data={"username": world["user"], "password": "wrong wrong wrong",
+                                                "flow": flow_id(smart)}).status_code for _ in range(11)]
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429
+    blocked = smart.post("/auth/login", data={"username": world["user"], "password": PASSWORD,
+                                              "flow": flow_id(smart)})
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0  # even the right password
+    monkeypatch.setattr("fhir_server.auth.routes.TOKEN_LIMIT", (3, 60.0))
+    with TestClient(create_app(settings.model_copy(update={"auth_mode": AuthMode.smart})),
+                    base_url="http://testserver") as fresh:
+        answers = [fresh.post("/auth/token", data={"grant_type": "authorization_code", "code": "x"})
+                   for _ in range(4)]
+    assert all(a.status_code in (400, 401) for a in answers[:3])
+    assert answers[3].status_code == 429 and answers[3].json()["error"] == "slow_down"
