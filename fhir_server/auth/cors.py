@@ -8,17 +8,15 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fhir_server.store import oauth
 from fhir_server.store.db import unit_of_work
-from fhir_server.store.oauth import client_table
 
 PUBLIC_PATHS = ("/fhir/metadata", "/fhir/.well-known/", "/.well-known/", "/auth/jwks", "/auth/smart-style.json")
 GUARDED_PATHS = ("/fhir", "/auth/token", "/auth/revoke", "/auth/introspect")
@@ -40,19 +38,10 @@ class RegisteredOrigins:
     def __contains__(self, origin: str) -> bool:
         with self._lock:
             if time.monotonic() - self._loaded_at > _RELOAD_SECONDS:
-                self._origins = self._load()
+                with unit_of_work(self.engine, write=False) as conn:
+                    self._origins = oauth.registered_origins(conn)
                 self._loaded_at = time.monotonic()
             return origin in self._origins
-
-    def _load(self) -> frozenset[str]:
-        with unit_of_work(self.engine, write=False) as conn:
-            rows = conn.execute(select(client_table.c.redirect_uris)).all()
-        origins = set()
-        for (uris,) in rows:
-            for uri in json.loads(uris):
-                parts = urlsplit(uri)
-                origins.add(f"{parts.scheme}://{parts.netloc}")
-        return frozenset(origins)
 
 
 class CorsMiddleware:

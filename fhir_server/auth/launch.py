@@ -72,7 +72,7 @@ class LaunchFlow:
             return self._error(request, error), None
         pending_id = secrets.token_urlsafe(32)
         with unit_of_work(self.engine, write=True) as conn:
-            oauth.delete_pending(conn, "", _now())  # sweep expired ones
+            oauth.sweep_pending(conn, _now())
             oauth.save_pending(conn, {
                 "id": pending_id, "client_id": grant.client.get_client_id(), "expires_at": _now() + PENDING_LIFETIME,
                 "username": context["username"] if context else None,
@@ -162,7 +162,7 @@ class LaunchFlow:
         """The user's decision: a code for the scopes left ticked, or access_denied (app-launch.html#step-3)."""
         request = pending["request"]
         with unit_of_work(self.engine, write=True) as conn:
-            oauth.delete_pending(conn, pending["id"], _now())
+            oauth.delete_pending(conn, pending["id"])
         offered = request["scope"].split()
         granted = [s for s in offered if s in chosen]
         if not approve or not any(parse_scope(s) for s in granted):  # no clinical data left: nothing to grant

@@ -120,7 +120,7 @@ def launch_routes(flow: LaunchFlow, secure_cookie: bool) -> list[Route]:
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
         step = await anyio.to_thread.run_sync(flow.login, pending, username, (form.get("password") or [""])[0])
-        return respond(Step(page=step.page, status=step.status, data={**data, **step.data}) if step.page else step)
+        return respond(_with_data(step, data))
 
     async def patient(request: Request) -> Response:
         form = await form_of(request) if request.method == "POST" else None
@@ -133,7 +133,7 @@ def launch_routes(flow: LaunchFlow, secure_cookie: bool) -> list[Route]:
             patients = await anyio.to_thread.run_sync(flow.patients, name)
             return respond(Step(page="patient", data={**data, "patients": patients, "name": name}))
         step = await anyio.to_thread.run_sync(flow.pick, pending, (form.get("patient") or [""])[0])
-        return respond(Step(page=step.page, status=step.status, data={**data, **step.data}) if step.page else step)
+        return respond(_with_data(step, data))
 
     async def consent(request: Request) -> Response:
         form = await form_of(request) if request.method == "POST" else None
@@ -153,6 +153,11 @@ def launch_routes(flow: LaunchFlow, secure_cookie: bool) -> list[Route]:
             Route("/auth/login", login, methods=["GET", "POST"]),
             Route("/auth/patient", patient, methods=["GET", "POST"]),
             Route("/auth/consent", consent, methods=["GET", "POST"])]
+
+
+def _with_data(step: Step, data: dict) -> Step:
+    """A page step with the page's common data added (a redirect as it is)."""
+    return Step(page=step.page, status=step.status, data={**data, **step.data}) if step.page else step
 
 
 def _client_address(request: Request) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from sqlalchemy import Boolean, Column, DateTime, String, Table, Text, delete, insert, select, update
 from sqlalchemy.engine import Connection
@@ -124,9 +125,14 @@ def use_launch(conn: Connection, id: str, client_id: str, now: datetime) -> dict
     row = conn.execute(select(launch_table).where(launch_table.c.id == id)).first()
     if row is None or row.client_id != client_id or row.expires_at <= now or row.used:
         return None
-    done = conn.execute(update(launch_table).where(launch_table.c.id == id, launch_table.c.used.is_(False))
-                        .values(used=True))
-    return dict(row._mapping) if done.rowcount == 1 else None
+    return dict(row._mapping) if _use_once(conn, launch_table.c.id, id) else None
+
+
+def _use_once(conn: Connection, key, value: str) -> bool:
+    """Mark the row whose `key` column is `value` used; False if it already was (another request won)."""
+    table = key.table
+    done = conn.execute(update(table).where(key == value, table.c.used.is_(False)).values(used=True))
+    return done.rowcount == 1
 
 
 def find_user(conn: Connection, username: str) -> dict | None:
@@ -154,8 +160,13 @@ def update_pending(conn: Connection, id: str, **values) -> None:
     conn.execute(update(pending_table).where(pending_table.c.id == id).values(**values))
 
 
-def delete_pending(conn: Connection, id: str, now: datetime) -> None:
-    conn.execute(delete(pending_table).where((pending_table.c.id == id) | (pending_table.c.expires_at < now)))
+def delete_pending(conn: Connection, id: str) -> None:
+    conn.execute(delete(pending_table).where(pending_table.c.id == id))
+
+
+def sweep_pending(conn: Connection, now: datetime) -> None:
+    """Forget authorization requests that were never finished."""
+    conn.execute(delete(pending_table).where(pending_table.c.expires_at < now))
 
 
 def save_code(conn: Connection, code: dict) -> None:
@@ -168,10 +179,8 @@ def find_code(conn: Connection, code_hash: str) -> dict | None:
 
 
 def use_code(conn: Connection, code_hash: str) -> bool:
-    """Mark a code used; False if it already was (another request won the race)."""
-    done = conn.execute(update(code_table).where(code_table.c.code_hash == code_hash,
-                                                 code_table.c.used.is_(False)).values(used=True))
-    return done.rowcount == 1
+    """Mark a code used; False if it already was."""
+    return _use_once(conn, code_table.c.code_hash, code_hash)
 
 
 def find_client(conn: Connection, client_id: str) -> dict | None:
@@ -217,9 +226,17 @@ def find_refresh(conn: Connection, token_hash: str) -> dict | None:
 
 def use_refresh(conn: Connection, token_hash: str) -> bool:
     """Mark a refresh token used; False if it already was."""
-    done = conn.execute(update(refresh_table).where(refresh_table.c.token_hash == token_hash,
-                                                    refresh_table.c.used.is_(False)).values(used=True))
-    return done.rowcount == 1
+    return _use_once(conn, refresh_table.c.token_hash, token_hash)
+
+
+def registered_origins(conn: Connection) -> frozenset[str]:
+    """The origins (scheme://host:port) of every registered redirect URI, for CORS."""
+    origins = set()
+    for (uris,) in conn.execute(select(client_table.c.redirect_uris)):
+        for uri in json.loads(uris):
+            parts = urlsplit(uri)
+            origins.add(f"{parts.scheme}://{parts.netloc}")
+    return frozenset(origins)
 
 
 def revoke_grant(conn: Connection, grant_id: str, now: datetime) -> list[str]:

@@ -8,22 +8,15 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from live_server import CLI, free_port, start, stop
 
-CLI = [sys.executable, "-m", "typer", "fhir_server.cli", "run"]
 SECRET_NAME = "Quokkaworth"  # must never appear in logs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -32,29 +25,9 @@ def live(tmp_path):
     env = {**os.environ, "FHIR_DATABASE_URL": f"sqlite:///{tmp_path}/live.sqlite3",
            "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True)
-    log = open(tmp_path / "server.log", "w+")
-    # A session of its own, so teardown can stop the worker processes along with their supervisor.
-    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--workers", "2"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(base + "/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("server did not become ready: " + (tmp_path / "server.log").read_text())
-    yield base, proc, tmp_path / "server.log"
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    log.close()
+    proc, log = start(["--port", str(port), "--workers", "2"], env, tmp_path / "server.log")
+    yield f"http://127.0.0.1:{port}", proc, tmp_path / "server.log"
+    stop(proc, log)
 
 
 def test_logs_are_json_with_request_ids_and_no_bodies(live):

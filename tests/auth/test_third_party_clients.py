@@ -6,25 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 from fhirclient import client as fhirclient
+from live_server import CLI, free_port, start, stop
 
-CLI = [sys.executable, "-m", "typer", "fhir_server.cli", "run"]
 PASSWORD = "long enough password"
 REDIRECT = "http://127.0.0.1:9/callback"  # never opened: the test reads the redirect's Location
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -46,22 +36,9 @@ def live_smart(tmp_path):
     cli("users", "add", "--username", "nurse1", "--role", "coordinator", stdin=f"{PASSWORD}\n{PASSWORD}\n")
     client_id, secret = cli("clients", "add", "--type", "confidential-symmetric", "--name", "Outreach",
                             "--scope", "patient/*.rs", "--redirect-uri", REDIRECT).split()
-    log = open(tmp_path / "server.log", "w+")
-    proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    for _ in range(200):
-        try:
-            if httpx.get(base + "/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("server did not become ready: " + (tmp_path / "server.log").read_text())
+    proc, log = start(["--port", str(port)], env, tmp_path / "server.log")
     yield base, client_id, secret
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    stop(proc, log)
 
 
 def sign_in(authorize_url: str) -> str:
