@@ -1,10 +1,11 @@
 """The app launch, page by page (app-launch.html): the authorization request, the user's login, the patient
 picker, consent, and the code. HTTP-free: auth/routes.py renders and redirects.
 
-What this version grants: `patient/` scopes (with `launch/patient`, and `offline_access` or
-`online_access` for a refresh token, and `openid fhirUser` for an ID token), in a standalone launch or an
-EHR launch, so every token it issues is confined to one patient: the one chosen at the picker, or the
-launch's. `user/` scopes are not granted yet: they are dropped from the request here.
+What it grants: the `patient/` and `user/` scopes the app is registered for (with `launch/patient`,
+`offline_access` or `online_access` for a refresh token, and `openid fhirUser` for an ID token), in a
+standalone launch or an EHR launch. `patient/` scopes are confined to one patient: the launch's, or the one
+chosen at the picker, which lists only the patients the signed-in user may see. `user/` scopes reach what
+the user's role relates them to (auth/scopes.py), decided each time the token is used.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError, OAuth2Error
 
 from fhir_server.auth.code import CODE_LIFETIME, code_hash
-from fhir_server.auth.scopes import ScopeError, parse_scope, parse_scopes
+from fhir_server.auth.scopes import ScopeError, access_for, parse_scope, parse_scopes
 from fhir_server.auth.server import FormRequest, SmartAuthorizationServer, granted_scope
 from fhir_server.auth.users import authenticate
 from fhir_server.fhir.errors import FhirError
 from fhir_server.search.parse import parse_query
 from fhir_server.store import oauth
+from fhir_server.store.access import Access
 from fhir_server.store.db import unit_of_work
 from fhir_server.store.repository import open_repository
 
@@ -101,11 +103,11 @@ class LaunchFlow:
             scopes, others = parse_scopes(requested)
         except ScopeError as exc:
             raise InvalidScopeError(str(exc)) from None
-        patient_scopes = " ".join(s.text for s in scopes if s.context == "patient")
-        granted = granted_scope(patient_scopes, client.row["scope"]).split()
+        user_scopes = " ".join(s.text for s in scopes if s.context in ("patient", "user"))
+        granted = granted_scope(user_scopes, client.row["scope"]).split()
         if not granted:
             raise InvalidScopeError("none of the requested scopes can be granted to this app: it may ask for "
-                                    "patient/ scopes it is registered for")
+                                    "patient/ and user/ scopes it is registered for")
         kept = [s for s in others if s in ("launch", "launch/patient", "offline_access", "online_access",
                                            "openid", "fhirUser")]
         return " ".join(granted + list(dict.fromkeys(kept)))
@@ -136,24 +138,26 @@ class LaunchFlow:
     def next_page(self, pending: dict) -> str:
         if pending["username"] is None:
             return "/auth/login"
-        if pending["patient"] is None:
+        if pending["patient"] is None and needs_patient(pending):
             return "/auth/patient"
         return "/auth/consent"
 
-    def patients(self, name: str | None) -> list[dict]:
-        """Patients to pick from, by name (the picker of a standalone launch)."""
+    def patients(self, username: str, name: str | None) -> list[dict]:
+        """Patients to pick from, by name (the picker of a standalone launch): those the user may see."""
         params = [("_count", "20"), ("_sort", "family")] + ([("name", name)] if name else [])
-        with open_repository(self.engine, write=False, base_url=self.base_url) as repo:
+        with open_repository(self.engine, write=False, base_url=self.base_url,
+                             access=self._users_patients(username)) as repo:
             page = repo.search(parse_query("Patient", params), count=20)
         return [_patient_summary(r.resource()) for r in page.resources]
 
     def pick(self, pending: dict, patient_id: str) -> Step:
         try:
-            with open_repository(self.engine, write=False, base_url=self.base_url) as repo:
+            with open_repository(self.engine, write=False, base_url=self.base_url,
+                                 access=self._users_patients(pending["username"])) as repo:
                 repo.read("Patient", patient_id)
         except FhirError:
             return Step(page="patient", status=400, data={"error": "Choose a patient from the list.",
-                                                          "patients": self.patients(None)})
+                                                          "patients": self.patients(pending["username"], None)})
         with unit_of_work(self.engine, write=True) as conn:
             oauth.update_pending(conn, pending["id"], patient=patient_id)
         return Step(redirect="/auth/consent")
@@ -179,6 +183,21 @@ class LaunchFlow:
                 "need_patient_banner": not request.get("ehr_launch"),
                 "expires_at": _now() + CODE_LIFETIME})
         return Step(redirect=add_params_to_uri(request["redirect_uri"], [("code", code), ("state", request["state"])]))
+
+
+    def _users_patients(self, username: str) -> Access:
+        """The Patients the signed-in user may see, as their `user/` rights reach them."""
+        with unit_of_work(self.engine, write=False) as conn:
+            user = oauth.find_user(conn, username) or {}
+        scopes, _ = parse_scopes("user/Patient.rs")
+        return access_for(scopes, role=user.get("role"),
+                          practitioner=(user.get("practitioner") or "").removeprefix("Practitioner/") or None)
+
+
+def needs_patient(pending: dict) -> bool:
+    """Whether the request needs a patient context: it asks for `launch/patient` or a `patient/` scope."""
+    scope = pending["request"]["scope"].split()
+    return "launch/patient" in scope or any(s.startswith("patient/") for s in scope)
 
 
 def _patient_summary(patient: dict) -> dict:

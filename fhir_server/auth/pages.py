@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from fhir_server.auth.launch import LaunchFlow, Step
+from fhir_server.auth.launch import LaunchFlow, Step, needs_patient
 from fhir_server.auth.ratelimit import RateLimiter
 from fhir_server.auth.scopes import parse_scope
 from fhir_server.auth.server import FormRequest
@@ -130,7 +130,7 @@ def launch_routes(flow: LaunchFlow, secure_cookie: bool) -> list[Route]:
         data = {"flow": pending["id"], "client_name": pending["request"]["client_name"]}
         if form is None:
             name = request.query_params.get("name")
-            patients = await anyio.to_thread.run_sync(flow.patients, name)
+            patients = await anyio.to_thread.run_sync(flow.patients, pending["username"], name)
             return respond(Step(page="patient", data={**data, "patients": patients, "name": name}))
         step = await anyio.to_thread.run_sync(flow.pick, pending, (form.get("patient") or [""])[0])
         return respond(_with_data(step, data))
@@ -138,7 +138,8 @@ def launch_routes(flow: LaunchFlow, secure_cookie: bool) -> list[Route]:
     async def consent(request: Request) -> Response:
         form = await form_of(request) if request.method == "POST" else None
         pending = await pending_of(request, form)
-        if pending is None or pending["username"] is None or pending["patient"] is None:
+        if pending is None or pending["username"] is None or (pending["patient"] is None
+                                                              and needs_patient(pending)):
             return stopped("This sign-in has expired or skipped a step. Start again from the app.")
         if form is None:
             scopes = [{"value": s, "label": describe(s)} for s in pending["request"]["scope"].split()]

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import FhirError
 from fhir_server.search.parse import RESULT_PARAMETERS, Criterion, parse_query
-from fhir_server.store.access import Access, Rule
+from fhir_server.store.access import NAMED_ONLY, Access, Related, Rule
 
 _RESOURCE_SCOPE = re.compile(r"^(patient|user|system)/(\*|[A-Z][A-Za-z]+)\.([a-z*]+)(?:\?(.*))?$")
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
@@ -92,23 +92,38 @@ def parse_scopes(text: str) -> tuple[list[ResourceScope], list[str]]:
     return resources, others
 
 
-def access_for(scopes: list[ResourceScope], *, patient: str | None = None,
-               user_patients: frozenset[str] | None = None) -> Access:
-    """The Access of granted scopes.
+def access_for(scopes: list[ResourceScope], *, patient: str | None = None, role: str | None = None,
+               practitioner: str | None = None) -> Access:
+    """The Access of granted scopes, for a token with the launch `patient` and issued to a user of `role`
+    who is `practitioner` (a Practitioner id).
 
-    `patient/` scopes are confined to the launch `patient`'s compartment and grant nothing without one.
-    `user/` scopes are confined to `user_patients`, the patients the user is related to (None: every
-    patient, for a user whose role is not limited to some). `system/` scopes are not confined.
+    - `patient/` scopes are confined to the launch patient's compartment and grant nothing without one.
+    - `user/` scopes reach what the user may: an administrator every patient; a coordinator or a
+      physician the patients they are related to (store/access.py, Related); anyone else nothing.
+    - `system/` scopes are not confined: a backend client is registered for them.
+    - AuditEvent is granted by an administrator's `user/AuditEvent` scope only (SMART leaves who may read
+      the audit log to the server; ours keeps it to administrators).
     """
     rules = []
     for scope in scopes:
+        if scope.resource_type in NAMED_ONLY and not (scope.context == "user" and role == "admin"):
+            continue
+        patients: frozenset[str] | Related | None
         if scope.context == "patient":
             if patient is None:
                 continue
-            patients: frozenset[str] | None = frozenset({patient})
+            patients = frozenset({patient})
         elif scope.context == "user":
-            patients = user_patients
+            patients = _related(role, practitioner)
         else:
             patients = None
         rules.append(Rule(scope.resource_type, frozenset(scope.interactions), scope.criteria, patients))
     return Access(tuple(rules))
+
+
+def _related(role: str | None, practitioner: str | None) -> frozenset[str] | Related | None:
+    if role == "admin":
+        return None
+    if role in ("coordinator", "physician") and practitioner:
+        return Related(role, practitioner)
+    return frozenset()

@@ -1,9 +1,9 @@
 """Access tokens: JWTs signed by the server's key (RS256), recorded so that they can be revoked.
 
-Claims: `iss` and `aud` are the FHIR base URL, `sub` the client (or, later, the user), `client_id`,
-`scope` as granted, `patient` for a patient context, `exp`, `iat` and `jti`. The resource server checks the
-signature, the algorithm, `iss`, `aud` (a token minted for another server is refused) and `exp`, then that
-the `jti` is one this server issued and has not revoked.
+Claims: `iss` and `aud` are the FHIR base URL, `sub` the signed-in user (or the client, for backend
+services), `client_id`, `scope` as granted, `patient` for a patient context, `exp`, `iat` and `jti`. The
+resource server checks the signature, the algorithm, `iss`, `aud` (a token minted for another server is
+refused) and `exp`, then that the `jti` is one this server issued and has not revoked.
 """
 
 from __future__ import annotations
@@ -84,8 +84,15 @@ def verify(conn: Connection, keys: KeyRing, token: str, *, issuer: str, now: dat
         scopes, _ = parse_scopes(str(claims.get("scope", "")))
     except ScopeError:
         raise InvalidToken("the access token carries a malformed scope") from None
-    patient = claims.get("patient")
-    return Grant(str(claims.get("client_id")), str(claims.get("scope")), access_for(scopes, patient=patient),
+    patient, client_id = claims.get("patient"), str(claims.get("client_id"))
+    role = practitioner = None
+    if claims.get("sub") != client_id:  # issued to a signed-in user: their role decides `user/` scopes now
+        user = oauth.find_user(conn, str(claims.get("sub")))
+        if user is None:
+            raise InvalidToken("the user this token was issued to is no longer known")
+        role, practitioner = user["role"], (user["practitioner"] or "").removeprefix("Practitioner/") or None
+    return Grant(client_id, str(claims.get("scope")),
+                 access_for(scopes, patient=patient, role=role, practitioner=practitioner),
                  claims["jti"], int(claims["exp"]), patient)
 
 

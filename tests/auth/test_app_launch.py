@@ -42,6 +42,13 @@ def world(client, engine, smart):
         ).status_code in (200, 201)
     assert client.put("/fhir/Practitioner/rn1", json={"resourceType": "Practitioner", "id": "rn1"},
                       headers={"Content-Type": "application/fhir+json"}).status_code in (200, 201)
+    for p in ("a", "b"):  # the coordinator's members; Patient/z is no one's
+        assert client.put(f"/fhir/CareTeam/team-{p}", json={
+            "resourceType": "CareTeam", "id": f"team-{p}", "status": "active", "subject": {"reference": f"Patient/{p}"},
+            "participant": [{"member": {"reference": "Practitioner/rn1"}}]},
+            headers={"Content-Type": "application/fhir+json"}).status_code in (200, 201)
+    assert client.put("/fhir/Patient/z", json={"resourceType": "Patient", "id": "z", "name": [{"family": "Famz"}]},
+                      headers={"Content-Type": "application/fhir+json"}).status_code in (200, 201)
     username = "nurse-" + secrets.token_hex(4)
     add_user(engine, username=username, password=PASSWORD, role="coordinator", practitioner="Practitioner/rn1")
     public = register(engine, client_type="public", name="Care plan viewer", scope="patient/*.rs",
@@ -98,6 +105,36 @@ def exchange(smart, code: str, verifier: str | None, client_id: str | None, auth
     if client_id is not None:
         data["client_id"] = client_id
     return smart.post("/auth/token", data=data, auth=auth)
+
+
+def test_the_patient_picker_offers_only_the_users_patients(smart, world):
+    verifier = secrets.token_urlsafe(48)
+    authorize(smart, world["public"], verifier)
+    smart.post("/auth/login", data={"username": world["user"], "password": PASSWORD, "flow": flow_id(smart)})
+    picker = smart.get("/auth/patient").text
+    assert 'value="a"' in picker and 'value="b"' in picker and 'value="z"' not in picker
+    refused = smart.post("/auth/patient", data={"patient": "z", "flow": flow_id(smart)}, follow_redirects=False)
+    assert refused.status_code == 400 and "Choose a patient" in refused.text
+
+
+def test_user_scopes_need_no_patient_and_reach_the_users_members(smart, world, engine):
+    app = register(engine, client_type="public", name="Coordinator workspace", scope="user/*.rs",
+                   redirect_uris=[REDIRECT]).client_id
+    verifier, scope = secrets.token_urlsafe(48), "openid fhirUser user/Patient.rs user/Observation.rs"
+    response, state = authorize(smart, app, verifier, scope=scope)
+    response = smart.post("/auth/login", data={"username": world["user"], "password": PASSWORD,
+                                               "flow": flow_id(smart)}, follow_redirects=False)
+    assert response.headers["location"] == "/auth/consent"  # no patient picker without a patient/ scope
+    done = smart.post("/auth/consent", data={"scope": scope.split(), "decision": "approve", "flow": flow_id(smart)},
+                      follow_redirects=False)
+    code = parse_qs(urlsplit(done.headers["location"]).query)["code"][0]
+    body = exchange(smart, code, verifier, app).json()
+    assert "patient" not in body and set(body["scope"].split()) == set(scope.split())
+    auth = {"Authorization": f"Bearer {body['access_token']}"}
+    found = smart.get("/fhir/Patient", headers=auth).json()
+    assert sorted(e["resource"]["id"] for e in found["entry"]) == ["a", "b"]
+    assert smart.get("/fhir/Patient/z", headers=auth).status_code == 404
+    assert smart.get("/fhir/AuditEvent", headers=auth).status_code == 403
 
 
 def test_discovery_advertises_the_standalone_launch(smart):

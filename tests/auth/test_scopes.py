@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fhir_server.auth.scopes import ScopeError, access_for, parse_scope, parse_scopes
+from fhir_server.store.access import Related
 
 CASES = json.loads((Path(__file__).parents[1] / "data" / "smart-scopes" / "scopes-and-launch-context.json").read_text())
 
@@ -40,11 +41,36 @@ def test_a_scope_string_splits_into_data_and_context_scopes():
 
 def test_access_confines_each_context():
     resources, _ = parse_scopes("patient/Observation.rs user/Practitioner.r system/Organization.r")
-    rules = {r.resource_type: r for r in access_for(resources, patient="p1", user_patients=frozenset({"p2"})).rules}
+    rules = {r.resource_type: r
+             for r in access_for(resources, patient="p1", role="coordinator", practitioner="n1").rules}
     assert rules["Observation"].patients == frozenset({"p1"})
-    assert rules["Practitioner"].patients == frozenset({"p2"})
+    assert rules["Practitioner"].patients == Related("coordinator", "n1")
     assert rules["Organization"].patients is None
     assert not access_for(resources).allows("Observation", "r")  # patient/ scopes need a patient
     access = access_for(resources, patient="p1")
     assert access.allows("Observation", "s") and not access.allows("Observation", "c")
     assert not access.allows("Condition", "r")
+
+
+@pytest.mark.parametrize(("role", "practitioner", "confined_to"), [
+    ("admin", None, None),
+    ("physician", "d1", Related("physician", "d1")),
+    ("coordinator", None, frozenset()),  # a coordinator not linked to a Practitioner has no members
+    (None, None, frozenset()),
+])
+def test_user_scopes_follow_the_users_role(role, practitioner, confined_to):
+    resources, _ = parse_scopes("user/Patient.rs")
+    (rule,) = access_for(resources, role=role, practitioner=practitioner).rules
+    assert rule.patients == confined_to
+
+
+def test_the_audit_log_is_granted_only_by_name_and_only_to_administrators():
+    named, _ = parse_scopes("user/AuditEvent.rs")
+    assert access_for(named, role="admin").allows("AuditEvent", "s")
+    for role in ("coordinator", "physician", None):
+        assert not access_for(named, role=role, practitioner="x").allows("AuditEvent", "r")
+    system, _ = parse_scopes("system/AuditEvent.rs patient/AuditEvent.rs")
+    assert not access_for(system, patient="p1").allows("AuditEvent", "r")
+    wildcard, _ = parse_scopes("user/*.rs")
+    admin = access_for(wildcard, role="admin")
+    assert admin.allows("Patient", "r") and not admin.allows("AuditEvent", "r")

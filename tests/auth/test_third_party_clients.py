@@ -30,10 +30,13 @@ def live_smart(tmp_path):
 
     cli("migrate")
     patient = tmp_path / "patient.json"
+    # The physician's patient: attributed to them, so that the picker offers it.
     patient.write_text(json.dumps({"resourceType": "Patient", "id": "pat1",
-                                   "name": [{"family": "Okafor", "given": ["Ada"]}]}))
+                                   "name": [{"family": "Okafor", "given": ["Ada"]}],
+                                   "generalPractitioner": [{"reference": "Practitioner/dr1"}]}))
     cli("load", str(patient))
-    cli("users", "add", "--username", "nurse1", "--role", "coordinator", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    cli("users", "add", "--username", "dr1", "--role", "physician", "--practitioner", "Practitioner/dr1",
+        stdin=f"{PASSWORD}\n{PASSWORD}\n")
     client_id, secret = cli("clients", "add", "--type", "confidential-symmetric", "--name", "Outreach",
                             "--scope", "patient/*.rs", "--redirect-uri", REDIRECT).split()
     proc, log = start(["--port", str(port)], env, tmp_path / "server.log")
@@ -48,7 +51,7 @@ def sign_in(authorize_url: str) -> str:
         assert step.status_code == 302, step.text
         base = authorize_url.split("/auth/", 1)[0]
         flow = browser.cookies.get("careweave_authz")
-        browser.post(base + "/auth/login", data={"username": "nurse1", "password": PASSWORD, "flow": flow})
+        browser.post(base + "/auth/login", data={"username": "dr1", "password": PASSWORD, "flow": flow})
         browser.post(base + "/auth/patient", data={"patient": "pat1", "flow": flow})
         page = browser.get(base + "/auth/consent")
         scopes = [line.split('value="', 1)[1].split('"', 1)[0] for line in page.text.splitlines()
