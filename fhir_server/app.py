@@ -21,6 +21,7 @@ from fhir_server.auth.revocation import RevocationList
 from fhir_server.auth.routes import auth_routes, auth_urls
 from fhir_server.auth.server import SmartAuthorizationServer
 from fhir_server.config import AuthMode, Settings, load_settings
+from fhir_server.store.audit import AuditLog
 from fhir_server.store.db import database_label, make_engine
 from fhir_server.store.migrate import is_current
 
@@ -36,11 +37,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI):
         log.info("serving", extra={"fields": {"database": database_label(engine), "base_url": settings.base_url}})
         yield
+        if audit_log is not None:
+            audit_log.close()
         engine.dispose()
 
     app = FastAPI(title="CareWeave FHIR server", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.engine = engine
+    audit_log = AuditLog(engine) if settings.audit else None
+    app.state.audit = audit_log
 
     urls = auth_urls(settings.base_url)
     smart = settings.auth_mode == AuthMode.smart
@@ -55,12 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if authenticator is None:
         log.warning("FHIR_AUTH_MODE=open: every request may read and write everything, without a token; "
                     "use it only on a developer's machine")
-    routes = auth_routes(authorization, keys, settings.base_url) + launch_routes(
-        LaunchFlow(authorization, settings.base_url), secure_cookie=settings.base_url.startswith("https://"))
+    routes = auth_routes(authorization, keys, settings.base_url, audit_log) + launch_routes(
+        LaunchFlow(authorization, settings.base_url, audit_log), secure_cookie=settings.base_url.startswith("https://"))
     app.add_middleware(FhirFront, routes=[
         *[r for r in routes if r.path.startswith("/fhir/")],  # discovery, ahead of the FHIR catch-all
         *fhir_routes(server, max_body_bytes=settings.max_body_bytes, db_threads=settings.db_threads,
-                     authenticator=authenticator)])
+                     authenticator=authenticator, audit_log=audit_log)])
     for route in routes:
         if not route.path.startswith("/fhir/"):
             app.router.routes.append(route)

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     db_pool_size: Annotated[int, Field(gt=0, le=200)] = 10
     db_threads: Annotated[int, Field(gt=0, le=200)] = 4
+    audit: bool = True  # FHIR_AUDIT: record every request, sign-in and token event in the audit log
 
     @field_validator("database_url")
     @classmethod

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, delete, text
+from sqlalchemy import Engine, create_engine, delete, text, update
 from sqlalchemy.engine import make_url
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from fhir_server.store.audit import GENESIS, audit_table, head_table
 from fhir_server.store.tables import ALL_TABLES
 
 BASE_URL = "http://testserver/fhir"
@@ -78,10 +79,13 @@ def engine(app_client: TestClient) -> Engine:
 
 @pytest.fixture
 def client(app_client: TestClient, engine: Engine) -> TestClient:
-    """The API over an empty database."""
+    """The API over an empty database, with an empty audit log."""
+    app_client.app.state.audit.flush()
     with engine.begin() as conn:
         for table in reversed(ALL_TABLES):
             conn.execute(delete(table))
+        conn.execute(delete(audit_table))
+        conn.execute(update(head_table).values(seq=0, hash=GENESIS))
     return app_client
 
 

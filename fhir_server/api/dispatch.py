@@ -117,3 +117,14 @@ def dispatch(req: FhirRequest, ctx: Context) -> FhirResponse:
         response = FhirResponse(exc.status, exc.outcome(), headers=dict(exc.headers))
         response.interaction, response.resource_type = interaction, resource_type
     return response
+
+
+def interaction_of(req: FhirRequest) -> tuple[str, list[str]]:
+    """The interaction a request asks for, by the routing table, and the path's bound values (type, id,
+    version); ("unknown", []) for a path or method nothing serves."""
+    try:
+        shape, args = _shape([s for s in req.path.split("/") if s])
+    except FhirError:
+        return "unknown", []
+    route = _ROUTES[shape].get("GET" if req.method == "HEAD" else req.method)
+    return (route[0], args) if route else ("unknown", args)

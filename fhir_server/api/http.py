@@ -6,7 +6,9 @@ decodes, encodes, times and logs.
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import replace
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -15,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fhir_server.api import audit
 from fhir_server.api.dispatch import is_point_read
 from fhir_server.api.execute import READS, Server, execute
 from fhir_server.api.messages import FhirRequest, FhirResponse
@@ -23,31 +26,47 @@ from fhir_server.api.observability import AccessLog, observe
 from fhir_server.auth.bearer import BearerAuthenticator
 from fhir_server.fhir.errors import FhirError, Issue
 from fhir_server.store.access import ALL
+from fhir_server.store.audit import Actor, AuditLog
 
 access_log = AccessLog("fhir_server.http")
+log = logging.getLogger("fhir_server.http")
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def fhir_routes(server: Server, *, max_body_bytes: int, db_threads: int,
-                authenticator: BearerAuthenticator | None = None) -> list[Route]:
+                authenticator: BearerAuthenticator | None = None, audit_log: AuditLog | None = None) -> list[Route]:
     """Plain Starlette routes for /fhir: FastAPI's dependency machinery has nothing to do here.
 
     With an `authenticator` (FHIR_AUTH_MODE=smart) every request but `metadata` needs a bearer token, and
-    runs with the Access its grant gives; without one (open mode) every request is unrestricted.
+    runs with the Access its grant gives; without one (open mode) every request is unrestricted. With an
+    `audit_log`, every request is recorded in it (api/audit.py), refusals too.
     """
     engine = server.engine
     # Requests beyond `db_threads` wait in the event loop rather than in threads contending for the GIL.
     limiter = CapacityLimiter(db_threads)
 
-    def handle(req: FhirRequest, raw_body: bytes, content_type: str | None) -> FhirResponse:
+    def handle(req: FhirRequest, raw_body: bytes, content_type: str | None, address: str | None) -> FhirResponse:
+        actor = Actor(address=address)
         try:
-            access = ALL if authenticator is None or req.path == "metadata" else \
-                authenticator.access(req.headers.get("authorization"))
+            if authenticator is None or req.path == "metadata":
+                access = ALL
+            else:
+                access, holder = authenticator.authenticate(req.headers.get("authorization"))
+                actor = replace(holder, address=address)
             check_accept(req.headers.get("accept"), req.param("_format"))
             req.body = parse_body(content_type, raw_body, req.method)
         except FhirError as exc:
-            return FhirResponse(exc.status, exc.outcome(), headers=dict(exc.headers))
-        return execute(server, req, access)
+            response = FhirResponse(exc.status, exc.outcome(), headers=dict(exc.headers))
+        else:
+            if audit_log is not None and req.path.startswith("AuditEvent"):
+                audit_log.flush()  # this worker's own recent events are there to be read
+            response = execute(server, req, access)
+        if audit_log is not None:
+            try:
+                audit.record(audit_log, req, response, actor, server.base_url)
+            except Exception:  # the answer stands; the gap is logged (by type: no content) for the operators
+                log.exception("audit event not recorded")
+        return response
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
@@ -60,11 +79,12 @@ def fhir_routes(server: Server, *, max_body_bytes: int, db_threads: int,
                 raw_body = await _read_body(request, max_body_bytes)
             except FhirError as exc:
                 return _respond(FhirResponse(exc.status, exc.outcome()), req, started)
+        address = request.client.host if request.client else None
         if is_point_read(req):  # one indexed row: cheaper to run here than to hand over to a thread
-            response = handle(req, raw_body, None)
+            response = handle(req, raw_body, None, address)
         else:
             response = await anyio.to_thread.run_sync(handle, req, raw_body, request.headers.get("content-type"),
-                                                       limiter=limiter)
+                                                       address, limiter=limiter)
         return _respond(response, req, started)
 
     def _respond(response: FhirResponse, req: FhirRequest, started: float) -> Response:

@@ -18,6 +18,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError, OAuth2Error
 
 from fhir_server.auth.code import CODE_LIFETIME, code_hash
+from fhir_server.auth.events import record_login
 from fhir_server.auth.scopes import ScopeError, access_for, parse_scope, parse_scopes
 from fhir_server.auth.server import FormRequest, SmartAuthorizationServer, granted_scope
 from fhir_server.auth.users import authenticate
@@ -25,6 +26,7 @@ from fhir_server.fhir.errors import FhirError
 from fhir_server.search.parse import parse_query
 from fhir_server.store import oauth
 from fhir_server.store.access import Access
+from fhir_server.store.audit import AuditLog
 from fhir_server.store.db import unit_of_work
 from fhir_server.store.repository import open_repository
 
@@ -46,10 +48,11 @@ def _now() -> datetime:
 
 
 class LaunchFlow:
-    def __init__(self, server: SmartAuthorizationServer, base_url: str) -> None:
+    def __init__(self, server: SmartAuthorizationServer, base_url: str, audit_log: AuditLog | None = None) -> None:
         self.server = server
         self.engine = server.engine
         self.base_url = base_url
+        self.audit_log = audit_log
 
     # -- step 1: the authorization request ------------------------------------------------------------
     def authorize(self, request: FormRequest) -> tuple[Step, str | None]:
@@ -127,13 +130,21 @@ class LaunchFlow:
         with unit_of_work(self.engine, write=False) as conn:
             return oauth.find_pending(conn, pending_id, _now())
 
-    def login(self, pending: dict, username: str, password: str) -> Step:
+    def login(self, pending: dict, username: str, password: str, address: str | None = None) -> Step:
         user = authenticate(self.engine, username, password)
+        if self.audit_log is not None:
+            known = user["username"] if user else self._known_username(username)
+            record_login(self.audit_log, username=known, succeeded=user is not None,
+                         client_id=pending["client_id"], address=address, site=self.base_url)
         if user is None:
             return Step(page="login", status=401, data={"error": "The username or password is not right."})
         with unit_of_work(self.engine, write=True) as conn:
             oauth.update_pending(conn, pending["id"], username=user["username"])
         return Step(redirect=self.next_page({**pending, "username": user["username"]}))
+
+    def _known_username(self, username: str) -> str | None:
+        with unit_of_work(self.engine, write=False) as conn:
+            return username if username and len(username) <= 100 and oauth.find_user(conn, username) else None
 
     def next_page(self, pending: dict) -> str:
         if pending["username"] is None:

@@ -119,7 +119,8 @@ def launch_routes(flow: LaunchFlow, secure_cookie: bool) -> list[Route]:
                 **data, "error": "Too many attempts. Wait a minute, then try again."}))
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
-        step = await anyio.to_thread.run_sync(flow.login, pending, username, (form.get("password") or [""])[0])
+        step = await anyio.to_thread.run_sync(flow.login, pending, username, (form.get("password") or [""])[0],
+                                              _client_address(request))
         return respond(_with_data(step, data))
 
     async def patient(request: Request) -> Response:

@@ -12,11 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fhir_server.auth import oidc
+from fhir_server.auth import events, oidc
 from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.oidc import issuer_of
 from fhir_server.auth.ratelimit import RateLimiter
 from fhir_server.auth.server import ASSERTION_ALGORITHMS, FormRequest, SmartAuthorizationServer
+from fhir_server.store.audit import AuditLog
 
 MAX_FORM_BYTES = 64 * 1024
 # The look apps may take on to sit beside CareWeave's own pages (app-launch.html#styling). Its URL must
@@ -66,12 +67,14 @@ def smart_configuration(base_url: str) -> dict:
 TOKEN_LIMIT = (120, 60.0)  # token, revocation and introspection requests per address, per minute
 
 
-def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) -> list[Route]:
+def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str,
+                audit_log: AuditLog | None = None) -> list[Route]:
     configuration = smart_configuration(base_url)
     limiter = RateLimiter(*TOKEN_LIMIT)
 
-    def form_endpoint(handler):
-        """A POST endpoint taking a form-encoded OAuth request (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1)."""
+    def form_endpoint(handler, name: str):
+        """A POST endpoint taking a form-encoded OAuth request (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1);
+        each request that reaches the handler is recorded in the audit log (auth/events.py)."""
         async def endpoint(request: Request) -> Response:
             wait = limiter.allow(request.client.host if request.client else "unknown")
             if wait is not None:
@@ -91,6 +94,9 @@ def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) 
             except InsecureTransportError:
                 return _oauth_error(400, "invalid_request", "the authorization server is served over https only")
             status, payload, headers = await anyio.to_thread.run_sync(handler, oauth_request)
+            if audit_log is not None:
+                events.record_oauth(audit_log, name, form, request.headers.get("authorization"), status, payload,
+                                    request.client.host if request.client else None, base_url)
             return JSONResponse(payload, status_code=status, headers=headers)
         return endpoint
 
@@ -109,9 +115,9 @@ def auth_routes(server: SmartAuthorizationServer, keys: KeyRing, base_url: str) 
     async def style(_request: Request) -> Response:
         return JSONResponse(SMART_STYLE, headers={"Cache-Control": "max-age=3600"})
 
-    return [Route("/auth/token", form_endpoint(server.create_token_response), methods=["POST"]),
-            Route("/auth/revoke", form_endpoint(server.revocation_response), methods=["POST"]),
-            Route("/auth/introspect", form_endpoint(server.introspection_response), methods=["POST"]),
+    return [Route("/auth/token", form_endpoint(server.create_token_response, "token"), methods=["POST"]),
+            Route("/auth/revoke", form_endpoint(server.revocation_response, "revoke"), methods=["POST"]),
+            Route("/auth/introspect", form_endpoint(server.introspection_response, "introspect"), methods=["POST"]),
             Route("/auth/jwks", jwks, methods=["GET"]),
             Route("/auth/smart-style.json", style, methods=["GET"]),
             Route("/.well-known/openid-configuration", openid_configuration, methods=["GET"]),

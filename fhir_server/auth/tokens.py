@@ -38,6 +38,8 @@ class Grant:
     jti: str
     expires: int  # epoch seconds
     patient: str | None = None
+    username: str | None = None  # the signed-in user the token was issued to, if any
+    practitioner: str | None = None  # theirs, as `Practitioner/x`
 
 
 def issue(conn: Connection, key: jwk.RSAKey, *, issuer: str, client_id: str, scope: str, lifetime: timedelta,
@@ -85,15 +87,16 @@ def verify(conn: Connection, keys: KeyRing, token: str, *, issuer: str, now: dat
     except ScopeError:
         raise InvalidToken("the access token carries a malformed scope") from None
     patient, client_id = claims.get("patient"), str(claims.get("client_id"))
-    role = practitioner = None
+    user = None
     if claims.get("sub") != client_id:  # issued to a signed-in user: their role decides `user/` scopes now
         user = oauth.find_user(conn, str(claims.get("sub")))
         if user is None:
             raise InvalidToken("the user this token was issued to is no longer known")
-        role, practitioner = user["role"], (user["practitioner"] or "").removeprefix("Practitioner/") or None
-    return Grant(client_id, str(claims.get("scope")),
-                 access_for(scopes, patient=patient, role=role, practitioner=practitioner),
-                 claims["jti"], int(claims["exp"]), patient)
+    practitioner = user["practitioner"] if user else None
+    access = access_for(scopes, patient=patient, role=user["role"] if user else None,
+                        practitioner=(practitioner or "").removeprefix("Practitioner/") or None)
+    return Grant(client_id, str(claims.get("scope")), access, claims["jti"], int(claims["exp"]), patient,
+                 user["username"] if user else None, practitioner)
 
 
 def introspect(conn: Connection, keys: KeyRing, token: str, *, issuer: str) -> dict:

@@ -38,6 +38,7 @@ from fhir_server.search.dates import format_instant
 from fhir_server.search.index import TABLES, index_rows
 from fhir_server.search.parse import Criterion, Include, SearchQuery
 from fhir_server.search.values import TokenValue, UriValue
+from fhir_server.store import audit
 from fhir_server.store import cursor as cursor_codec
 from fhir_server.store import include as include_sql
 from fhir_server.store import query as sql
@@ -59,6 +60,9 @@ class StoredResource:
     content: str | None
     method: str = "PUT"
     seq: int | None = None
+    # The Patient compartments a write left it in (a deletion: the ones it was in), for the audit log;
+    # None where not looked at.
+    patients: tuple[str, ...] | None = None
 
     @property
     def deleted(self) -> bool:
@@ -129,6 +133,10 @@ _CURRENT_FOR_UPDATE = select(R.c.version_id, R.c.last_updated, R.c.content).wher
 # `_include:iterate` follows references this many steps at most, and a page includes at most this many.
 MAX_INCLUDE_DEPTH = 4
 MAX_INCLUDED = 5000
+
+
+CM = INDEX_TABLES["compartment"]
+AUDIT = "AuditEvent"  # kept in the audit log's own table (store/audit.py), not with the other resources
 
 
 def new_id() -> str:
@@ -218,6 +226,8 @@ class SqlRepository:
 
     def read(self, resource_type: str, id: str) -> StoredResource:
         """read (http.html#read): the current version; 404 if unknown, 410 if deleted."""
+        if resource_type == AUDIT:
+            return self._audit_event(id)
         return self._existing(resource_type, id, interaction="r")
 
     def _existing(self, resource_type: str, id: str, *, for_update: bool = False,
@@ -252,6 +262,11 @@ class SqlRepository:
 
         A restricted grant reads old versions of what it may read now.
         """
+        if resource_type == AUDIT:  # an audit event has one version
+            stored = self._audit_event(id)
+            if version_id != "1":
+                raise not_found(f"{resource_type}/{id} has no version {version_id!r}")
+            return stored
         self.flush()
         if not self.access.unrestricted:
             self._existing(resource_type, id, interaction="r")
@@ -280,10 +295,13 @@ class SqlRepository:
         body.update((k, v) for k, v in resource.items() if k not in body)
         return jsonio.dumps(body)
 
-    def _index(self, resource_type: str, id: str, resource: dict) -> None:
-        for table, rows in index_rows(resource, resource_type, id, self.base_url).items():
-            self._new_rows[table].extend(rows)
+    def _index(self, resource_type: str, id: str, resource: dict) -> tuple[str, ...]:
+        """Queue the resource's index rows; the Patient compartments it is in."""
+        rows = index_rows(resource, resource_type, id, self.base_url)
+        for table, table_rows in rows.items():
+            self._new_rows[table].extend(table_rows)
         self._pending = True
+        return tuple(r["compartment_id"] for r in rows["compartment"] if r["compartment_type"] == "Patient")
 
     def _unindex(self, resource_type: str, id: str) -> None:
         for table in INDEX_TABLES.values():
@@ -310,8 +328,8 @@ class SqlRepository:
         self._pending = True
         self._new_versions.append({"resource_type": resource_type, "id": id, "version_id": version_id,
                                    "last_updated": when, "method": method, "content": content})
-        self._index(resource_type, id, resource)
-        return StoredResource(resource_type, id, version_id, when, content, method)
+        patients = self._index(resource_type, id, resource)
+        return StoredResource(resource_type, id, version_id, when, content, method, patients=patients)
 
     def create(self, resource: dict, *, if_none_exist: SearchQuery | None = None,
                id: str | None = None) -> tuple[StoredResource, bool]:
@@ -322,6 +340,8 @@ class SqlRepository:
         """
         validate_resource(resource)
         self.access.require(resource["resourceType"], "c")
+        if resource["resourceType"] == AUDIT:
+            return self._record_audit_event(resource, if_none_exist), True
         if if_none_exist is not None:
             matches = self.match_ids(if_none_exist)
             if len(matches) > 1:
@@ -335,6 +355,7 @@ class SqlRepository:
     def update(self, resource_type: str, id: str, resource: dict, *, if_match: str | None = None,
                method: str = "PUT") -> tuple[StoredResource, bool]:
         """update (http.html#update), creating when the id is new; If-Match for versioned update."""
+        _append_only(resource_type)
         validate_resource(resource, resource_type)
         if not ID_PATTERN.match(id):
             raise bad_request(f"invalid id {id!r}")
@@ -364,6 +385,7 @@ class SqlRepository:
                            if_match: str | None = None) -> tuple[StoredResource, bool]:
         """Conditional update (http.html#cond-update): no match creates, one match updates, more is 412."""
         resource_type = query.resource_type or ""
+        _append_only(resource_type)
         matches = self.match_ids(query)
         if len(matches) > 1:
             raise precondition_failed("the conditional update matched more than one resource")
@@ -384,6 +406,7 @@ class SqlRepository:
         The version patched is the version replaced: it is read under the write lock and passed on as an
         If-Match, so a concurrent change can never be overwritten with a patch of older content.
         """
+        _append_only(resource_type)
         current = self._existing(resource_type, id, for_update=True, interaction="u")
         self._check_if_match(current, if_match, resource_type, id)
         try:
@@ -404,6 +427,7 @@ class SqlRepository:
 
         Returns the deletion version, or None when the resource was already deleted; 404 if unknown.
         """
+        _append_only(resource_type)
         self.access.require(resource_type, "d")
         previous = self._current(resource_type, id, for_update=True)
         if previous is None or (not previous.deleted and not self._visible(previous, "d")):
@@ -419,14 +443,17 @@ class SqlRepository:
         )
         if result.rowcount != 1:
             raise conflict(f"{resource_type}/{id} was changed concurrently; retry the request")
+        patients = tuple(self.conn.execute(select(CM.c.compartment_id).where(
+            CM.c.resource_type == resource_type, CM.c.id == id, CM.c.compartment_type == "Patient")).scalars())
         self._unindex(resource_type, id)
         self._pending = True
         self._new_versions.append({"resource_type": resource_type, "id": id, "version_id": version_id,
                                    "last_updated": when, "method": "DELETE", "content": None})
-        return StoredResource(resource_type, id, version_id, when, None, "DELETE")
+        return StoredResource(resource_type, id, version_id, when, None, "DELETE", patients=patients)
 
     def conditional_delete(self, query: SearchQuery) -> StoredResource | None:
         """Conditional delete, single-match mode (http.html#cdelete): 412 when several match."""
+        _append_only(query.resource_type or "")
         matches = self.match_ids(query)
         if len(matches) > 1:
             raise precondition_failed("the conditional delete matched more than one resource")
@@ -452,8 +479,12 @@ class SqlRepository:
         """history (http.html#history): newest first, paged by the version sequence.
 
         A restricted grant needs read on the resource for its history, and search on the type for a type's
-        or the system's; it gets the versions of the resources it may now reach that way.
+        or the system's; it gets the versions of the resources it may now reach that way. Audit events have
+        no history (each is written once): search them instead.
         """
+        if resource_type == AUDIT:
+            raise FhirError(405, [Issue("not-supported", "AuditEvent has no history: each event is written "
+                                                         "once; search AuditEvent by date instead")])
         self.flush()
         stmt = select(V.c.seq, V.c.resource_type, V.c.id, V.c.version_id, V.c.last_updated, V.c.method,
                       V.c.content)
@@ -495,6 +526,8 @@ class SqlRepository:
         on later pages too (in a second one); `count=0` (`_summary=count`) only counts.
         """
         self.flush()
+        if query.resource_type == AUDIT:
+            return self._audit_page(query, count, cursor)
         self._require_search(query)
         query = self._expand_value_sets(query)
         now = _now()
@@ -522,6 +555,35 @@ class SqlRepository:
             prev_cursor=_edge(rows[0], len(query.sort), True) if rows and has_prev else None,
             included=self._included(page, query) if query.includes or query.everything else [],
         )
+
+    # -- the audit log (store/audit.py) ---------------------------------------------------------------
+    def _audit_event(self, id: str) -> StoredResource:
+        audit.require(self.access, "r")
+        row = audit.read(self.conn, id)
+        if row is None:
+            raise not_found(f"AuditEvent/{id} is not known")
+        return StoredResource(AUDIT, row.id, 1, row.recorded, row.content, "POST")
+
+    def _audit_page(self, query: SearchQuery, count: int, cursor: str | None) -> SearchPage:
+        audit.require(self.access, "s")
+        rows, following, total = audit.search(self.conn, query, count, cursor)
+        return SearchPage([StoredResource(AUDIT, r.id, 1, r.recorded, r.content, "POST") for r in rows], total,
+                          next_cursor=following)
+
+    def _record_audit_event(self, resource: dict, if_none_exist: SearchQuery | None) -> StoredResource:
+        """create on AuditEvent: an event a client records (BALP's Audit Record Repository) joins the
+        server's own in the chain, written now, inside the request's transaction."""
+        if if_none_exist is not None:
+            raise bad_request("AuditEvent is not created conditionally: each event is recorded once")
+        audit.require(self.access, "c")
+        when = _now()
+        event = {**resource, "id": new_id(),
+                 "meta": {**(resource.get("meta") or {}), "versionId": "1", "lastUpdated": format_instant(when)}}
+        try:
+            audit.append(self.conn, [event])
+        except ValueError as exc:  # `recorded` is not an instant the log can order by
+            raise bad_request(f"AuditEvent.recorded: {exc}", "AuditEvent.recorded") from None
+        return StoredResource(AUDIT, event["id"], 1, when, jsonio.dumps(event), "POST")
 
     def _count(self, query: SearchQuery, now: datetime) -> int:
         return self.conn.execute(sql.select_count(query, now, self.access)).scalar_one()
@@ -616,6 +678,12 @@ class SqlRepository:
             self.access.require(query.resource_type, "s")
         for resource_type in query.types:
             self.access.require(resource_type, "s")
+
+
+def _append_only(resource_type: str) -> None:
+    if resource_type == AUDIT:
+        raise FhirError(405, [Issue("not-supported", "the audit log is append-only: AuditEvents are neither "
+                                                     "updated nor deleted")])
 
 
 def _edge(row, keys: int, backwards: bool) -> str:

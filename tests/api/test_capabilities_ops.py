@@ -57,7 +57,12 @@ def test_metadata_lists_every_r4_resource_type_with_interactions(client):
     assert {"Patient", "Observation", "CarePlan", "Bundle", "Parameters", "MedicinalProduct",
             "EffectEvidenceSynthesis"} <= set(types)
     for resource in resources:
-        assert {i["code"] for i in resource["interaction"]} == TYPE_INTERACTIONS, resource["type"]
+        expected = {"read", "vread", "create", "search-type"} if resource["type"] == "AuditEvent" else \
+            TYPE_INTERACTIONS  # the audit log is append-only
+        assert {i["code"] for i in resource["interaction"]} == expected, resource["type"]
+    audit = next(r for r in resources if r["type"] == "AuditEvent")
+    assert {p["name"] for p in audit["searchParam"]} == {"_id", "date", "patient", "agent", "altid", "entity",
+                                                         "action", "outcome", "subtype", "type"}
 
 
 def test_metadata_advertises_routed_search_parameters(client):

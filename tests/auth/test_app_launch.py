@@ -446,3 +446,59 @@ def test_sign_in_and_token_requests_are_rate_limited(smart, world, settings, mon
                    for _ in range(4)]
     assert all(a.status_code in (400, 401) for a in answers[:3])
     assert answers[3].status_code == 429 and answers[3].json()["error"] == "slow_down"
+
+
+def user_token(smart, engine, username: str, scope: str) -> str:
+    """A token for `username` through a standalone launch of an app registered for `scope`."""
+    app = register(engine, client_type="public", name="Audit console", scope=scope, redirect_uris=[REDIRECT]).client_id
+    verifier = secrets.token_urlsafe(48)
+    authorize(smart, app, verifier, scope=scope)
+    smart.post("/auth/login", data={"username": username, "password": PASSWORD, "flow": flow_id(smart)})
+    done = smart.post("/auth/consent", data={"scope": scope.split(), "decision": "approve", "flow": flow_id(smart)},
+                      follow_redirects=False)
+    code = parse_qs(urlsplit(done.headers["location"]).query)["code"][0]
+    return exchange(smart, code, verifier, app).json()["access_token"]
+
+
+def test_sign_ins_tokens_and_reads_are_audited_and_only_an_administrator_reads_them(smart, world, engine):
+    verifier = secrets.token_urlsafe(48)
+    authorize(smart, world["public"], verifier)
+    for username, password in ((world["user"], "a wrong password"), ("no-such-user", "typed as a name")):
+        assert smart.post("/auth/login", data={"username": username, "password": password,
+                                               "flow": flow_id(smart)}).status_code == 401
+    query = launch(smart, world, world["public"], verifier)
+    token = exchange(smart, query["code"], verifier, world["public"]).json()["access_token"]
+    assert exchange(smart, query["code"], verifier, world["public"]).status_code == 400  # a reused code
+    auth = {"Authorization": f"Bearer {token}"}
+    assert smart.get("/fhir/Observation/obs-a", headers=auth).status_code == 200
+    assert smart.get("/fhir/Patient/b", headers=auth).status_code == 404
+    assert smart.get("/fhir/Patient", headers={"Authorization": "Bearer not-a-token"}).status_code == 401
+    assert smart.get("/fhir/AuditEvent", headers=auth).status_code == 403
+
+    add_user(engine, username="auditor", password=PASSWORD, role="admin", practitioner=None)
+    admin = {"Authorization": f"Bearer {user_token(smart, engine, 'auditor', 'user/AuditEvent.rs')}"}
+    found = smart.get("/fhir/AuditEvent", headers=admin, params={"_count": "100", "_sort": "date"})
+    assert found.status_code == 200, found.text
+    log = [e["resource"] for e in found.json()["entry"]]
+
+    def of(code: str) -> list[tuple]:
+        return [(e["outcome"], next((a.get("altId") for a in e["agent"] if a.get("requestor")), None),
+                 [x["what"]["reference"] for x in e.get("entity", []) if "what" in x],
+                 [d["valueString"] for x in e.get("entity", []) for d in x.get("detail", [])])
+                for e in log if e["subtype"][0]["code"] == code]
+
+    user = world["user"]
+    assert of("110122")[:3] == [("4", user, [], []), ("4", None, [], []), ("0", user, [], [])]
+    assert of("token")[:2] == [("0", user, ["Patient/a"], ["authorization_code"]),
+                               ("4", None, [], ["authorization_code", "invalid_grant"])]
+    reads = of("read")
+    assert reads[0] == ("0", user, ["Patient/a", "Observation/obs-a/_history/1"], [])
+    assert reads[1] == ("4", user, ["Patient/b", "Patient/b"], [])  # the patient, and the resource asked for
+    clients = {a["who"]["identifier"]["value"] for e in log for a in e["agent"] if "identifier" in a.get("who", {})
+               and a["who"]["identifier"]["system"].endswith("client-id")}
+    assert world["public"] in clients
+    assert of("search-type")[0][0] == "4"  # the refused bearer token, with no one to name
+    text = found.text
+    for secret in (token, PASSWORD, "a wrong password", "typed as a name", "no-such-user", query["code"],
+                   verifier, "not-a-token"):
+        assert secret not in text

@@ -10,6 +10,7 @@ from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import not_supported
 from fhir_server.fhir.search_parameters import RESOURCE_COLUMNS, UNSUPPORTED, for_type
 from fhir_server.search.index import composite_parts
+from fhir_server.store.audit import SEARCH_PARAMETERS as AUDIT_SEARCH_PARAMETERS
 
 SOFTWARE_VERSION = "0.1.0"
 
@@ -40,8 +41,10 @@ def capability_statement(base_url: str, type_interactions: Iterable[str], system
                                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]}
                if name == "Patient" else {}),
         }
-        for name in sorted(resource_types())
+        for name in sorted(resource_types()) if name != "AuditEvent"
     ]
+    resources.append(_audit_log(common))
+    resources.sort(key=lambda r: r["type"])
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -59,6 +62,26 @@ def capability_statement(base_url: str, type_interactions: Iterable[str], system
             "resource": resources,
             "interaction": [{"code": code} for code in system_interactions],
         }],
+    }
+
+
+def _audit_log(common: list[dict]) -> dict:
+    """AuditEvent, kept in the append-only audit log (store/audit.py): recorded, read and searched by the
+    parameters the log answers, never changed."""
+    return {
+        "type": "AuditEvent",
+        "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+        "interaction": [{"code": code} for code in ("read", "vread", "create", "search-type")],
+        "versioning": "no-version",
+        "readHistory": False,
+        "updateCreate": False,
+        "conditionalCreate": False,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "searchParam": [p for p in common if p["name"] == "_id"] + [
+            {"name": sp.code, "definition": sp.url, "type": sp.type}
+            for sp in _searchable("AuditEvent") if sp.code in AUDIT_SEARCH_PARAMETERS],
     }
 
 
