@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SMART_JS := tests/smart_js
+SMART_JS_STAMP := $(SMART_JS)/node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 export FHIR_BASE_URL ?= http://$(HOST):$(PORT)/fhir
@@ -17,6 +19,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
+# The browser app of tests/auth/test_fhirclient_js.py. Its optional dependencies are React Native's and Expo's,
+# which a browser never loads.
+$(SMART_JS_STAMP): $(SMART_JS)/package-lock.json
+	npm ci --prefix $(SMART_JS) --omit=optional --ignore-scripts --no-audit --no-fund
+	touch $@
+
 install: $(STAMP)
 
 run: $(STAMP)
@@ -24,7 +32,8 @@ run: $(STAMP)
 	$(BIN)/fhir-server seed-demo --once
 	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) $(SMART_JS_STAMP)
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
