@@ -30,6 +30,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/fhir-server migrate
 	$(BIN)/fhir-server seed-demo --once
+	$(BIN)/fhir-server demo-logins --folder var
 	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP) $(SMART_JS_STAMP)

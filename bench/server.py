@@ -91,7 +91,8 @@ class Server:
         self.origin = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.origin}/fhir"
         self._log = log
-        env = {**os.environ, "FHIR_DATABASE_URL": database_url, "FHIR_BASE_URL": self.base_url, **(env or {})}
+        env = {**os.environ, "FHIR_DATABASE_URL": database_url, "FHIR_BASE_URL": self.base_url,
+               "FHIR_AUTH_MODE": "open", **(env or {})}
         command = [FHIR_SERVER, "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--workers", str(workers)]
         with log.open("a") as out:

@@ -24,7 +24,7 @@ from fhir_server.auth.clients import RegistrationError, new_launch
 from fhir_server.auth.clients import register as register_client
 from fhir_server.auth.keys import ensure_key, new_key
 from fhir_server.auth.users import UserError, add_user
-from fhir_server.config import Settings, SettingsError, load_settings
+from fhir_server.config import AuthMode, Settings, SettingsError, load_settings
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.store.audit import verify as verify_audit
 from fhir_server.store.db import make_engine, unit_of_work
@@ -34,6 +34,15 @@ from fhir_server.store.reindex import reindex_stale
 
 app = typer.Typer(help="CareWeave FHIR R4 server.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
+
+
+OPEN_MODE_WARNING = """
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!!  FHIR_AUTH_MODE=open: NO AUTHENTICATION. Anyone who can reach this port can read,
+!!  change and delete every record. For a developer's own machine only: anywhere else,
+!!  unset it (smart is the default).
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+"""
 
 
 def _settings() -> Settings:
@@ -61,6 +70,8 @@ def serve(host: str = "127.0.0.1", port: int = 8080,
     from fhir_server.workers import run as serve_workers
 
     settings = _settings()  # fail fast, with a readable message, on a bad setting
+    if settings.auth_mode == AuthMode.open:
+        typer.echo(OPEN_MODE_WARNING, err=True)
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="careweave-metrics-")
     options = dict(app="fhir_server.app:create_app", factory=True, access_log=False, log_config=None,
@@ -238,6 +249,29 @@ def load(paths: Annotated[list[Path], typer.Argument(exists=True, help="files, f
     _report(summary)
     if summary.failed:
         raise typer.Exit(1)
+
+
+@app.command("demo-logins")
+def demo_logins(folder: Annotated[Path, typer.Option(help="where the passwords and the key are kept")] = Path("var")
+                ) -> None:
+    """Demo sign-ins for smart mode: users coordinator, physician and admin, and a backend client (run after
+    seed-demo). Passwords and the client's key go to files only their owner can read, never to the screen."""
+    from fhir_server.care.demo_logins import ensure_demo_logins
+
+    settings = _settings()
+    result = ensure_demo_logins(make_engine(settings.database_url), folder)
+    if result.added:
+        console.print(f"added {', '.join(result.added)}")
+    for username in result.missing_passwords:
+        console.print(f"[yellow]{username} exists but {result.logins} lacks its password: "
+                      f"set one with `fhir-server users add` on a new database[/yellow]")
+    origin = settings.base_url.removesuffix("/fhir")
+    console.print(
+        f"Sign in as coordinator, physician or admin on the login page an app's launch opens "
+        f"({origin}/auth/authorize); the passwords are in {result.logins}.\n"
+        f"Register an app: fhir-server clients add --type public --scope 'user/*.rs' --redirect-uri URL\n"
+        f"Backend service: the client id is in {result.logins}, its private key (RS384) in {result.key}; "
+        f"POST a client_credentials request with a private_key_jwt assertion to {origin}/auth/token.")
 
 
 @app.command("seed-demo")

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./var/fhir.sqlite3"
     base_url: str = "http://127.0.0.1:8080/fhir"
-    auth_mode: AuthMode = AuthMode.open
+    auth_mode: AuthMode = AuthMode.smart
     max_body_bytes: Annotated[int, Field(gt=1024)] = 50 * 1024 * 1024
     default_page_size: Annotated[int, Field(gt=0, le=1000)] = 50
     max_page_size: Annotated[int, Field(gt=0, le=10000)] = 1000

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, delete, text, update
 from sqlalchemy.engine import make_url
 
 from fhir_server.app import create_app
-from fhir_server.config import Settings
+from fhir_server.config import AuthMode, Settings
 from fhir_server.store.audit import GENESIS, audit_table, head_table
 from fhir_server.store.tables import ALL_TABLES
 
@@ -59,7 +59,8 @@ def database_url(request, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, base_url=BASE_URL, log_level="WARNING")
+    # Open mode: these tests exercise the FHIR API itself; the `smart` fixture and tests/auth take tokens.
+    return Settings(database_url=database_url, base_url=BASE_URL, log_level="WARNING", auth_mode=AuthMode.open)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ records would hold:
   Conditions, active MedicationRequests that treat them (many members take five or more),
   ambulatory Encounters over the past two years, and the vital signs and labs taken at those
   visits. Some members are out of control (HbA1c > 9 %, BP >= 140/90), as the care-gap
-  features need.
+  features need. Each member is enrolled: an active EpisodeOfCare whose care manager is one of the
+  coordinators, taken in turn (which is what lets a coordinator's `user/` token reach them).
 
 Codes, units and value distributions come from `knowledge/demo_catalog.json`. The same
 (members, seed) gives byte-identical JSON: every choice comes from one `random.Random(seed)`,
@@ -107,6 +108,8 @@ class _Builder:
         self.entries: list[dict] = []
         self.npis: set[str] = set()
         self.catalog = catalog()
+        self.nurses: list[str] = []  # the coordinators' Practitioner fullUrls
+        self.plan = ""
 
     def add(self, resource: dict) -> str:
         """Append `resource` as an idempotent PUT entry; return its fullUrl."""
@@ -150,12 +153,13 @@ class _Builder:
     def health_plan(self) -> str:
         plan = self.catalog["health_plan"]
         place = self.catalog["places"][plan["place"]]
-        return self.add({
+        self.plan = self.add({
             "resourceType": "Organization", "id": "demo-org-plan", "active": True,
             "type": [_concept(THO + "organization-type", {"code": "pay", "display": "Payer"})],
             "name": plan["name"], "telecom": self.phone(place, "work"),
             "address": self.address(place, "work", plan["line"]),
         })
+        return self.plan
 
     def practices_and_pcps(self) -> list[tuple[str, str]]:
         """Practices, two thirds of them in the program, each with 2-4 PCPs; returns (role, practice) fullUrls."""
@@ -212,6 +216,7 @@ class _Builder:
                 "practitioner": _ref(nurse), "organization": _ref(plan),
                 "code": [_concept(SNOMED, roles["care_coordinator"])],
             })
+            self.nurses.append(nurse)
 
     # --- members -------------------------------------------------------------------------------
 
@@ -237,6 +242,18 @@ class _Builder:
         conditions = self.conditions(key, patient, birth)
         self.medications(key, patient, role, conditions)
         self.encounters(key, patient, role, practice, gender, conditions)
+        self.enrolment(number, key, patient)
+
+    def enrolment(self, number: int, key: str, patient: str) -> None:
+        """The member's program episode, managed by the coordinators in turn (no random draw, so that the
+        rest of the data set stays as it was)."""
+        self.add({
+            "resourceType": "EpisodeOfCare", "id": f"demo-episode-{key}", "status": "active",
+            "type": [{"text": "Chronic-care coordination program"}], "patient": _ref(patient),
+            "managingOrganization": _ref(self.plan),
+            "period": {"start": _days_ago(30 + number * 37 % 700).isoformat()},
+            "careManager": _ref(self.nurses[(number - 1) % len(self.nurses)]),
+        })
 
     def conditions(self, key: str, patient: str, birth: date) -> list[tuple[dict, str, date]]:
         """1-4 distinct chronic conditions drawn by prevalence; returns (catalogue entry, fullUrl, onset)."""

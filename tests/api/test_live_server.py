@@ -22,7 +22,7 @@ SECRET_NAME = "Quokkaworth"  # must never appear in logs
 @pytest.fixture
 def live(tmp_path):
     port = free_port()
-    env = {**os.environ, "FHIR_DATABASE_URL": f"sqlite:///{tmp_path}/live.sqlite3",
+    env = {**os.environ, "FHIR_DATABASE_URL": f"sqlite:///{tmp_path}/live.sqlite3", "FHIR_AUTH_MODE": "open",
            "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True)
     proc, log = start(["--port", str(port), "--workers", "2"], env, tmp_path / "server.log")
@@ -42,7 +42,9 @@ def test_logs_are_json_with_request_ids_and_no_bodies(live):
                headers={"Content-Type": "application/fhir+json"})
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
-    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    text = log_path.read_text()
+    assert "FHIR_AUTH_MODE=open: NO AUTHENTICATION" in text  # the banner `serve` prints before the logs start
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("!!")]
     records = [json.loads(line) for line in lines]
     assert all("request_id" in r for r in records)
     assert any(r.get("request_id") == "trace-123" and r.get("status") == 201 for r in records)

@@ -30,7 +30,7 @@ from bench.search import (
     next_link,
 )
 from fhir_server.app import create_app
-from fhir_server.config import Settings
+from fhir_server.config import AuthMode, Settings
 from fhir_server.store.db import make_engine
 from fhir_server.store.migrate import upgrade
 
@@ -241,7 +241,8 @@ def tiny_server(tmp_path_factory):
     """The real app in-process over SQLite, holding six tiny patients' bundles."""
     url = f"sqlite:///{tmp_path_factory.mktemp('bench-search')}/fhir.sqlite3"
     upgrade(make_engine(url))
-    settings = Settings(database_url=url, base_url="http://testserver/fhir", log_level="WARNING")
+    settings = Settings(database_url=url, base_url="http://testserver/fhir", log_level="WARNING",
+                        auth_mode=AuthMode.open)
     with TestClient(create_app(settings), base_url="http://testserver") as client:
         for n in range(6):
             response = client.post("/fhir", content=orjson.dumps(tiny_bundle(n)),

@@ -196,3 +196,14 @@ def test_catalog_is_self_consistent() -> None:
         assert re.fullmatch(r"\d{1,5}-\d", observation["loinc"]["code"])
     # every condition can be treated by something, so every member with a condition gets orders
     assert conditions == {key for m in data["medications"] for key in m["treats"]}
+
+
+def test_every_member_is_enrolled_with_a_coordinator() -> None:
+    bundle = demo_bundle(30)
+    coordinators = {e["fullUrl"] for e in bundle["entry"] if e["resource"]["id"].startswith("demo-coordinator-")
+                    and e["resource"]["resourceType"] == "Practitioner"}
+    patients = {e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"}
+    episodes = _resources(bundle, "EpisodeOfCare")
+    assert {e["patient"]["reference"] for e in episodes} == patients
+    assert all(e["status"] == "active" and e["careManager"]["reference"] in coordinators for e in episodes)
+    assert {e["careManager"]["reference"] for e in episodes} == coordinators  # each has members

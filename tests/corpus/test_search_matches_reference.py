@@ -127,7 +127,7 @@ def _read_all(client: TestClient, resource_type: str) -> list[dict]:
 def loaded(request, tmp_path_factory) -> Iterator[Loaded]:
     """A server of its own per backend, loaded once for the module (other tests' `client` wipes theirs)."""
     from fhir_server.app import create_app
-    from fhir_server.config import Settings
+    from fhir_server.config import AuthMode, Settings
     from fhir_server.store.db import make_engine
     from fhir_server.store.migrate import upgrade
 
@@ -138,7 +138,7 @@ def loaded(request, tmp_path_factory) -> Iterator[Loaded]:
             url = stack.enter_context(fresh_postgres_database())
         else:
             url = f"sqlite:///{tmp_path_factory.mktemp('search-reference')}/fhir.sqlite3"
-        settings = Settings(database_url=url, base_url=BASE_URL, log_level="WARNING")
+        settings = Settings(database_url=url, base_url=BASE_URL, log_level="WARNING", auth_mode=AuthMode.open)
         engine = make_engine(url)
         upgrade(engine)
         stack.callback(engine.dispose)

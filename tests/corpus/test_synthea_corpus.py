@@ -17,7 +17,7 @@ from fhirjson import FHIR_JSON
 from sqlalchemy import Engine, text
 
 from fhir_server.app import create_app
-from fhir_server.config import Settings
+from fhir_server.config import AuthMode, Settings
 from fhir_server.store.db import make_engine
 from fhir_server.store.migrate import upgrade
 
@@ -73,7 +73,8 @@ def corpus_database(tmp_path) -> Iterator[str]:
 
 
 def test_post_every_bundle_as_a_transaction(corpus_database):
-    settings = Settings(database_url=corpus_database, base_url=BASE_URL, log_level="WARNING")
+    settings = Settings(database_url=corpus_database, base_url=BASE_URL, log_level="WARNING",
+                        auth_mode=AuthMode.open)
     engine = make_engine(settings.database_url)
     upgrade(engine)
     failures, bundles = [], 0
