@@ -28,9 +28,10 @@ INTERACTIONS = "http://hl7.org/fhir/restful-interaction"
 _ACTIONS = {"create": "C", "read": "R", "vread": "R", "history-instance": "R", "history-type": "R",
             "history-system": "R", "update": "U", "patch": "U", "delete": "D"}  # the rest are E (execute)
 _CODES = {"search-compartment": "search"}
-# Parameters that may carry a secret if a client misplaces it; never written to the log.
-_SECRETS = frozenset({"access_token", "code", "code_verifier", "password", "client_secret", "refresh_token",
-                      "token", "client_assertion"})
+# OAuth parameters that carry a secret if a client misplaces them on a FHIR URL; never written to the log.
+# (`code` is left: it is a FHIR search parameter, and a misplaced authorization code is single-use.)
+_SECRETS = frozenset({"access_token", "code_verifier", "password", "client_secret", "refresh_token", "token",
+                      "client_assertion"})
 _PATIENT_PARAMS = ("patient", "subject")
 
 

@@ -11,14 +11,18 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
+from authlib.common.urls import add_params_to_uri
 from sqlalchemy import Engine
 
 from fhir_server.auth.scopes import ScopeError, parse_scopes
+from fhir_server.auth.users import patients_access
+from fhir_server.fhir.errors import FhirError
 from fhir_server.store import oauth
 from fhir_server.store.db import unit_of_work
+from fhir_server.store.repository import open_repository
 
 CLIENT_TYPES = ("public", "confidential-symmetric", "confidential-asymmetric", "backend")
 LAUNCH_LIFETIME = timedelta(minutes=5)
@@ -100,19 +104,28 @@ def register(engine: Engine, *, client_type: str, name: str, scope: str, redirec
 def new_launch(engine: Engine, *, client_id: str, username: str, patient: str, encounter: str | None,
                iss: str) -> str:
     """An EHR launch of a registered app for a user and patient (app-launch.html#launch-app-ehr-launch):
-    the URL that opens the app, with `iss` and a single-use `launch` that lives five minutes."""
+    the URL that opens the app, with `iss` and a single-use `launch` that lives five minutes. The patient
+    must be one the user may see, as in the EHR the launch stands in for."""
+    with unit_of_work(engine, write=False) as conn:
+        user = oauth.find_user(conn, username)
+    if user is None:
+        raise RegistrationError(f"no user {username}")
+    patient_id = patient.removeprefix("Patient/")
+    try:
+        with open_repository(engine, write=False, access=patients_access(user)) as repo:
+            repo.read("Patient", patient_id)
+    except FhirError:
+        raise RegistrationError(f"{username} may not see Patient/{patient_id}, or it does not exist") from None
     with unit_of_work(engine, write=True) as conn:
         client = oauth.find_client(conn, client_id)
         if client is None or not client["launch_uri"]:
             raise RegistrationError("no app with this client_id has a launch URI (clients add --launch-uri)")
-        if oauth.find_user(conn, username) is None:
-            raise RegistrationError(f"no user {username}")
         launch = secrets.token_urlsafe(24)
         oauth.save_launch(conn, {"id": launch, "client_id": client_id, "username": username,
-                                 "patient": patient.removeprefix("Patient/"),
+                                 "patient": patient_id,
                                  "encounter": encounter.removeprefix("Encounter/") if encounter else None,
                                  "expires_at": datetime.now(UTC).replace(tzinfo=None) + LAUNCH_LIFETIME})
-    return f"{client['launch_uri']}?{urlencode({'iss': iss, 'launch': launch})}"
+    return add_params_to_uri(client["launch_uri"], [("iss", iss), ("launch", launch)])
 
 
 def _exact_uri(uri: str) -> bool:

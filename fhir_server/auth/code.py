@@ -101,7 +101,8 @@ def token_response(conn, server, key, *, client_id: str, username: str, scope: s
         refresh_token = secrets.token_urlsafe(48)
         oauth.save_refresh(conn, {"token_hash": code_hash(refresh_token), "grant_id": grant_id,
                                   "client_id": client_id, "username": username, "scope": scope,
-                                  "patient": patient, "expires_at": now + refresh})
+                                  "patient": patient, "encounter": encounter, "need_patient_banner": banner,
+                                  "expires_at": now + refresh})
         body["refresh_token"] = refresh_token
     if patient:
         body.update(patient=patient, need_patient_banner=banner)
@@ -196,7 +197,8 @@ class SmartRefreshGrant(RefreshTokenGrant):
                 body = token_response(conn, self.server, key, client_id=stored.row["client_id"],
                                       username=stored.row["username"], scope=" ".join(kept),
                                       patient=stored.row["patient"], grant_id=stored.row["grant_id"], now=now,
-                                      with_id_token=False)
+                                      with_id_token=False, encounter=stored.row["encounter"],
+                                      banner=stored.row["need_patient_banner"])
         if revoked is not None:  # a race with another use of the same token: treated as a reuse
             self.server.revocations.add(revoked)
             raise InvalidGrantError("the refresh token was used already")

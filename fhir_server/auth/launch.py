@@ -19,9 +19,9 @@ from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError, OAuth
 
 from fhir_server.auth.code import CODE_LIFETIME, code_hash
 from fhir_server.auth.events import record_login
-from fhir_server.auth.scopes import ScopeError, access_for, parse_scope, parse_scopes
+from fhir_server.auth.scopes import ScopeError, parse_scope, parse_scopes
 from fhir_server.auth.server import FormRequest, SmartAuthorizationServer, granted_scope
-from fhir_server.auth.users import authenticate
+from fhir_server.auth.users import authenticate, patients_access
 from fhir_server.fhir.errors import FhirError
 from fhir_server.search.parse import parse_query
 from fhir_server.store import oauth
@@ -197,12 +197,8 @@ class LaunchFlow:
 
 
     def _users_patients(self, username: str) -> Access:
-        """The Patients the signed-in user may see, as their `user/` rights reach them."""
         with unit_of_work(self.engine, write=False) as conn:
-            user = oauth.find_user(conn, username) or {}
-        scopes, _ = parse_scopes("user/Patient.rs")
-        return access_for(scopes, role=user.get("role"),
-                          practitioner=(user.get("practitioner") or "").removeprefix("Practitioner/") or None)
+            return patients_access(oauth.find_user(conn, username))
 
 
 def needs_patient(pending: dict) -> bool:

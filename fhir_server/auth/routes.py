@@ -48,7 +48,9 @@ def smart_configuration(base_url: str) -> dict:
         "revocation_endpoint": urls["revoke"],
         "introspection_endpoint": urls["introspect"],
         "grant_types_supported": ["authorization_code", "client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        # "none": a public client sends only its client_id (and its PKCE verifier).
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt",
+                                                  "none"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
                              "patient/*.cruds", "patient/*.rs", "patient/*.read",

@@ -88,7 +88,7 @@ def verify(conn: Connection, keys: KeyRing, token: str, *, issuer: str, now: dat
         raise InvalidToken("the access token carries a malformed scope") from None
     patient, client_id = claims.get("patient"), str(claims.get("client_id"))
     user = None
-    if claims.get("sub") != client_id:  # issued to a signed-in user: their role decides `user/` scopes now
+    if claims.get("sub") != client_id:  # a signed-in user: their role when a worker first verifies the token
         user = oauth.find_user(conn, str(claims.get("sub")))
         if user is None:
             raise InvalidToken("the user this token was issued to is no longer known")

@@ -10,7 +10,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine
 
+from fhir_server.auth.scopes import access_for, parse_scopes
 from fhir_server.store import oauth
+from fhir_server.store.access import Access
 from fhir_server.store.db import unit_of_work
 
 ROLES = ("coordinator", "physician", "admin")
@@ -50,3 +52,12 @@ def authenticate(engine: Engine, username: str, password: str) -> dict | None:
     except (VerificationError, InvalidHashError):
         return None
     return user
+
+
+def patients_access(user: dict | None) -> Access:
+    """The Patients a user may see, as their `user/` rights reach them (auth/scopes.py): for the patient
+    picker, and for an EHR launch's patient."""
+    scopes, _ = parse_scopes("user/Patient.rs")
+    user = user or {}
+    return access_for(scopes, role=user.get("role"),
+                      practitioner=(user.get("practitioner") or "").removeprefix("Practitioner/") or None)

@@ -335,9 +335,11 @@ def _with_patients(conn: Connection, batch: list[tuple[dict, str | None]]) -> li
 
 
 def _owner_of_version(conn: Connection, resource_type: str, id: str, version: str) -> str | None:
+    if not version.isdigit():
+        return None
     content = conn.execute(select(V.c.content).where(V.c.resource_type == resource_type, V.c.id == id,
                                                      V.c.version_id == int(version))).scalar()
-    if not content or not version.isdigit():
+    if not content:
         return None
     rows = index_rows(jsonio.loads(content), resource_type, id)["compartment"]
     return min((r["compartment_id"] for r in rows if r["compartment_type"] == "Patient"), default=None)

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import Boolean, Column, DateTime, String, Table, Text, delete, insert, select, update
+from sqlalchemy import Boolean, Column, DateTime, String, Table, Text, delete, insert, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -108,6 +108,8 @@ refresh_table = Table(
     Column("username", String(100), nullable=False),
     Column("scope", Text, nullable=False),
     Column("patient", String(64)),
+    Column("encounter", String(64)),  # the launch context, given again with each refreshed token
+    Column("need_patient_banner", Boolean, nullable=False, server_default=true()),
     Column("expires_at", DateTime, nullable=False),
     Column("used", Boolean, nullable=False),
     Column("revoked", Boolean, nullable=False),

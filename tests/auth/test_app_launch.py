@@ -145,6 +145,7 @@ def test_discovery_advertises_the_standalone_launch(smart):
             "context-standalone-patient", "permission-patient"} <= set(config["capabilities"])
     assert config["code_challenge_methods_supported"] == ["S256"]
     assert "plain" not in config["code_challenge_methods_supported"]
+    assert {"none", "client_secret_basic", "private_key_jwt"} <= set(config["token_endpoint_auth_methods_supported"])
 
 
 def test_public_client_standalone_launch_reaches_only_the_chosen_patient(smart, world):
@@ -377,13 +378,13 @@ def ehr_launch_url(settings, monkeypatch, client_id: str, user: str, **extra) ->
 
 def test_ehr_launch_binds_user_patient_and_encounter_once(smart, world, engine, settings, monkeypatch):
     app = register(engine, client_type="public", name="PCP care plan", scope="patient/*.rs",
-                   redirect_uris=[REDIRECT], launch_uri="http://127.0.0.1:9999/launch").client_id
+                   redirect_uris=[REDIRECT], launch_uri="http://127.0.0.1:9999/launch?site=north").client_id
     url = urlsplit(ehr_launch_url(settings, monkeypatch, app, world["user"], encounter="Encounter/e1"))
     params = parse_qs(url.query)
-    assert url.path == "/launch" and params["iss"] == [BASE_URL]
+    assert url.path == "/launch" and params["iss"] == [BASE_URL] and params["site"] == ["north"]
     launch_id = params["launch"][0]
     verifier = secrets.token_urlsafe(48)
-    scope = "launch patient/Patient.rs patient/Observation.rs"
+    scope = "launch patient/Patient.rs patient/Observation.rs offline_access"
     response, state = authorize(smart, app, verifier, scope=scope, launch=launch_id)
     assert response.headers["location"] == "/auth/consent"  # the EHR's user: no second sign-in
     done = smart.post("/auth/consent", data={"scope": scope.split(), "decision": "approve", "flow": flow_id(smart)},
@@ -391,6 +392,8 @@ def test_ehr_launch_binds_user_patient_and_encounter_once(smart, world, engine, 
     code = parse_qs(urlsplit(done.headers["location"]).query)["code"][0]
     body = exchange(smart, code, verifier, app).json()
     assert body["patient"] == "b" and body["encounter"] == "e1" and body["need_patient_banner"] is False
+    refreshed = refresh(smart, body["refresh_token"], client_id=app).json()
+    assert (refreshed["patient"], refreshed["encounter"], refreshed["need_patient_banner"]) == ("b", "e1", False)
     auth = {"Authorization": f"Bearer {body['access_token']}"}
     assert smart.get("/fhir/Observation/obs-b", headers=auth).status_code == 200
     assert smart.get("/fhir/Observation/obs-a", headers=auth).status_code == 404
@@ -403,6 +406,9 @@ def test_ehr_launch_binds_user_patient_and_encounter_once(smart, world, engine, 
     unknown = CliRunner().invoke(cli, ["launch", "--client", world["public"], "--patient", "Patient/a",
                                        "--user", world["user"]])
     assert unknown.exit_code == 2 and "launch URI" in unknown.output
+    for patient in ("Patient/z", "Patient/nobody"):  # not the user's member; not there at all
+        refused = CliRunner().invoke(cli, ["launch", "--client", app, "--patient", patient, "--user", world["user"]])
+        assert refused.exit_code == 2 and "may not see" in refused.output
 
 
 def test_cors_any_origin_for_discovery_registered_origins_elsewhere(smart, world):
