@@ -14,13 +14,14 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import lru_cache, partial
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fhir_server.api.dispatch import interaction_of
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.store.access import patient_compartment_types
-from fhir_server.store.audit import Actor, AuditLog, event, patient_entity
-from fhir_server.store.repository import StoredResource, new_id
+from fhir_server.store.audit import Actor, AuditLog, event, event_id, patient_entity
+from fhir_server.store.repository import StoredResource
 
 REST_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
              "display": "Restful Operation"}
@@ -33,21 +34,31 @@ _CODES = {"search-compartment": "search"}
 _SECRETS = frozenset({"access_token", "code_verifier", "password", "client_secret", "refresh_token", "token",
                       "client_assertion"})
 _PATIENT_PARAMS = ("patient", "subject")
+SYSTEM_OBJECT = {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2",
+                 "display": "System Object"}
+QUERY = {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"}
 
 
 def record(log: AuditLog, req: FhirRequest, response: FhirResponse, actor: Actor | None, base_url: str) -> None:
-    """Queue the events of one request (nothing for `metadata` or an unroutable path)."""
+    """Queue the events of one request, to be made by the audit writer (nothing for `metadata` or an
+    unroutable path). The request and response are only read after this, never changed."""
+    log.defer(partial(_events, req, response, actor, base_url, datetime.now(UTC).replace(tzinfo=None)))
+
+
+def _events(req: FhirRequest, response: FhirResponse, actor: Actor | None, base_url: str,
+            when: datetime) -> list[tuple[dict, str | None]]:
     interaction, args = interaction_of(req)
     if interaction in ("capabilities", "unknown"):
-        return
-    when = datetime.now(UTC).replace(tzinfo=None)
+        return []
+    events = []
     if interaction == "batch/transaction":
         kind = req.body.get("type") if isinstance(req.body, dict) else None
         interaction = kind if kind in ("batch", "transaction") else "batch"
         for entry_request, status, location in _applied_entries(req, response):
-            log.record(*_rest_event(entry_request, status, location, actor, base_url, when))
-    log.record(*_rest_event(req, response.status, _location(response), actor, base_url, when, interaction, args,
-                            response.stored))
+            events.append(_rest_event(entry_request, status, location, actor, base_url, when))
+    events.append(_rest_event(req, response.status, _location(response), actor, base_url, when, interaction, args,
+                              response.stored))
+    return events
 
 
 def _rest_event(req: FhirRequest, status: int, location: str | None, actor: Actor | None, base_url: str,
@@ -66,9 +77,7 @@ def _rest_event(req: FhirRequest, status: int, location: str | None, actor: Acto
         location = f"{stored.resource_type}/{stored.id}/_history/{stored.version_id}"  # the version touched
     touched = location or (f"{args[0]}/{args[1]}" if len(args) >= 2 and interaction != "search-compartment" else None)
     if touched:
-        entities.append({"what": {"reference": touched},
-                         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2",
-                                  "display": "System Object"}})
+        entities.append({"what": {"reference": touched}, "type": SYSTEM_OBJECT})
         resource_type, _, rest = touched.partition("/")
         if resource_type == "Patient":
             patient = rest.split("/", 1)[0]
@@ -80,19 +89,21 @@ def _rest_event(req: FhirRequest, status: int, location: str | None, actor: Acto
             resolve = touched
     if interaction.startswith("search") or interaction == "operation":
         params = [(k, v) for k, v in req.params if k not in _SECRETS]
-        entities.append({"type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2",
-                                  "display": "System Object"},
-                         "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24",
-                                  "display": "Query"},
+        entities.append({"type": SYSTEM_OBJECT, "role": QUERY,
                          "description": f"{req.method} {req.path}",
                          "query": base64.b64encode(urlencode(params).encode()).decode()})
         patient = patient or _searched_patient(req, args) or (actor.patient if actor else None)
     if patient is not None:
         entities.insert(0, patient_entity(patient))
         resolve = None
-    resource = event(new_id(), when, REST_TYPE, {"system": INTERACTIONS, "code": _CODES.get(interaction, interaction)},
+    resource = event(event_id(), when, REST_TYPE, _subtype(_CODES.get(interaction, interaction)),
                      _ACTIONS.get(interaction, "E"), status, actor, base_url, entities)
     return resource, resolve
+
+
+@lru_cache(maxsize=64)
+def _subtype(code: str) -> dict:
+    return {"system": INTERACTIONS, "code": code}
 
 
 def _searched_patient(req: FhirRequest, args: list[str]) -> str | None:

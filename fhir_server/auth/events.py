@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from fhir_server.store.audit import CANONICAL, Actor, AuditLog, event, patient_entity
-from fhir_server.store.repository import new_id
+from fhir_server.store.audit import CANONICAL, Actor, AuditLog, event, event_id, patient_entity
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 AUTHENTICATION = {"system": DCM, "code": "110114", "display": "User Authentication"}
@@ -30,7 +29,7 @@ def record_login(log: AuditLog, *, username: str | None, succeeded: bool, client
     """A sign-in on the login page; `username` only if such a user exists (a name that matches no one may
     be a password typed in the wrong field)."""
     actor = Actor(client_id=client_id, username=username, address=address)
-    log.record(event(new_id(), _now(), AUTHENTICATION, LOGIN, "E", 200 if succeeded else 401, actor, site, []))
+    log.record(event(event_id(), _now(), AUTHENTICATION, LOGIN, "E", 200 if succeeded else 401, actor, site, []))
 
 
 def record_oauth(log: AuditLog, endpoint: str, form: dict, authorization: str | None, status: int,
@@ -48,7 +47,7 @@ def record_oauth(log: AuditLog, endpoint: str, form: dict, authorization: str | 
         entities.insert(0, patient_entity(str(claims["patient"])))
     actor = Actor(client_id=str(client_id)[:64] if client_id else None, username=username, address=address)
     subtype = {"system": OAUTH_EVENTS, "code": endpoint, "display": _ENDPOINTS[endpoint]}
-    log.record(event(new_id(), _now(), AUTHENTICATION, subtype, "E", status, actor, site, entities))
+    log.record(event(event_id(), _now(), AUTHENTICATION, subtype, "E", status, actor, site, entities))
 
 
 def _issued_claims(token: object) -> dict:
