@@ -9,8 +9,6 @@ cross-origin and pass through our CORS. Needs /usr/bin/chromium (scripts/ensure-
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -18,12 +16,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from live_server import CLI, free_port, start, stop
+from live_server import smart_site, stop
 from playwright.sync_api import sync_playwright
 
 APP = Path(__file__).resolve().parents[1] / "smart_js"
 CHROMIUM = Path("/usr/bin/chromium")
-PASSWORD = "long enough password"
 SCOPE = "launch openid fhirUser patient/*.rs"
 
 # One live server, app server and browser for the module's tests: keep them on one xdist worker.
@@ -54,29 +51,13 @@ def live_smart(app_origin, tmp_path_factory):
     """The live server, with the app registered, a physician and their patient; a function that makes a new
     EHR launch URL for that user and patient."""
     origin, root = app_origin
-    tmp = tmp_path_factory.mktemp("fhirclient_js")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "FHIR_DATABASE_URL": f"sqlite:///{tmp}/smart.sqlite3",
-           "FHIR_BASE_URL": f"{base}/fhir", "FHIR_AUTH_MODE": "smart"}
-
-    def cli(*args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([*CLI, *args], env=env, input=stdin, capture_output=True, text=True, check=True)
-        return done.stdout
-
-    cli("migrate")
-    patient = tmp / "patient.json"
-    patient.write_text(json.dumps({"resourceType": "Patient", "id": "pat1",
-                                   "name": [{"family": "Okafor", "given": ["Ada"]}],
-                                   "generalPractitioner": [{"reference": "Practitioner/dr1"}]}))
-    cli("load", str(patient))
-    cli("users", "add", "--username", "dr1", "--role", "physician", "--practitioner", "Practitioner/dr1",
-        stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    site = smart_site(tmp_path_factory.mktemp("fhirclient_js"))
+    cli, base = site.cli, site.base
     client_id = cli("clients", "add", "--type", "public", "--name", "Chart viewer", "--scope", SCOPE,
                     "--redirect-uri", f"{origin}/index.html", "--launch-uri", f"{origin}/launch.html").strip()
     (root / "config.js").write_text(f"const CONFIG = {json.dumps({'clientId': client_id})};\n")
     # Registered before the server starts, so its CORS origins include the app's from the first request.
-    proc, log = start(["--port", str(port)], env, tmp / "server.log")
+    proc, log = site.serve()
     yield base, lambda: cli("launch", "--client", client_id, "--patient", "Patient/pat1", "--user", "dr1").strip()
     stop(proc, log)
 

@@ -4,42 +4,21 @@ endpoints only through the CapabilityStatement's `oauth-uris` extension, so this
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-
 import httpx
 import pytest
 from fhirclient import client as fhirclient
-from live_server import CLI, free_port, start, stop
+from live_server import PASSWORD, smart_site, stop
 
-PASSWORD = "long enough password"
 REDIRECT = "http://127.0.0.1:9/callback"  # never opened: the test reads the redirect's Location
 
 
 @pytest.fixture
 def live_smart(tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "FHIR_DATABASE_URL": f"sqlite:///{tmp_path}/smart.sqlite3",
-           "FHIR_BASE_URL": f"{base}/fhir", "FHIR_AUTH_MODE": "smart"}
-
-    def cli(*args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([*CLI, *args], env=env, input=stdin, capture_output=True, text=True, check=True)
-        return done.stdout
-
-    cli("migrate")
-    patient = tmp_path / "patient.json"
-    # The physician's patient: attributed to them, so that the picker offers it.
-    patient.write_text(json.dumps({"resourceType": "Patient", "id": "pat1",
-                                   "name": [{"family": "Okafor", "given": ["Ada"]}],
-                                   "generalPractitioner": [{"reference": "Practitioner/dr1"}]}))
-    cli("load", str(patient))
-    cli("users", "add", "--username", "dr1", "--role", "physician", "--practitioner", "Practitioner/dr1",
-        stdin=f"{PASSWORD}\n{PASSWORD}\n")
-    client_id, secret = cli("clients", "add", "--type", "confidential-symmetric", "--name", "Outreach",
-                            "--scope", "patient/*.rs", "--redirect-uri", REDIRECT).split()
-    proc, log = start(["--port", str(port)], env, tmp_path / "server.log")
+    site = smart_site(tmp_path)
+    client_id, secret = site.cli("clients", "add", "--type", "confidential-symmetric", "--name", "Outreach",
+                                 "--scope", "patient/*.rs", "--redirect-uri", REDIRECT).split()
+    proc, log = site.serve()
+    base = site.base
     yield base, client_id, secret
     stop(proc, log)
 
