@@ -45,7 +45,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -391,10 +390,14 @@ def _with_patients(conn: Connection, batch: list[tuple[dict, str | None]]) -> li
     refs = {ref: ref.split("/") for _, ref in batch if ref}
     owners: dict[str, str | None] = {}
     if refs:
-        wanted = {(parts[0], parts[1]) for parts in refs.values()}
+        ids_by_type: dict[str, set[str]] = {}
+        for parts in refs.values():
+            ids_by_type.setdefault(parts[0], set()).add(parts[1])
+        # By type, then id: a (type, id) IN list of pairs is planned as a scan of the type's rows.
+        wanted = or_(*(and_(CM.c.resource_type == t, CM.c.id.in_(sorted(ids))) for t, ids in ids_by_type.items()))
         rows = conn.execute(select(CM.c.resource_type, CM.c.id, func.min(CM.c.compartment_id), R.c.version_id)
                             .join(R, and_(R.c.resource_type == CM.c.resource_type, R.c.id == CM.c.id))
-                            .where(CM.c.compartment_type == "Patient", tuple_(CM.c.resource_type, CM.c.id).in_(wanted))
+                            .where(CM.c.compartment_type == "Patient", wanted)
                             .group_by(CM.c.resource_type, CM.c.id, R.c.version_id)).all()
         current = {(t, i): (owner, version) for t, i, owner, version in rows}
         for ref, parts in refs.items():
