@@ -44,6 +44,7 @@ from fhir_server.store import include as include_sql
 from fhir_server.store import query as sql
 from fhir_server.store.access import ALL, Access, visible
 from fhir_server.store.db import unit_of_work
+from fhir_server.store.shapes import SHAPES
 from fhir_server.store.tables import INDEX_TABLES
 from fhir_server.store.tables import resource_table as R
 from fhir_server.store.tables import version_table as V
@@ -535,8 +536,14 @@ class SqlRepository:
             return SearchPage([], None if query.total == "none" else self._count(query, now))
         after, backwards = cursor_codec.decode(cursor, query.sort) if cursor else (None, False)
         want_total = query.total == "accurate" or (query.total is None and cursor is None)
-        rows = self.conn.execute(sql.select_page(query, now, count + 1, after, backwards,
-                                                 want_total and after is None, self.access)).all()
+        rows = None
+        if after is None:  # a first page: its statement may be cached by shape (store/shapes.py)
+            rows = SHAPES.execute(self.conn, query, count + 1, want_total, self.access,
+                                  lambda shape: sql.select_page(shape, now, count + 1, None, False, want_total,
+                                                                self.access))
+        if rows is None:
+            rows = self.conn.execute(sql.select_page(query, now, count + 1, after, backwards,
+                                                     want_total and after is None, self.access)).all()
         more = len(rows) > count
         rows = rows[:count]
         if backwards:
