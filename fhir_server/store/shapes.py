@@ -84,7 +84,7 @@ def _sentinel(slot: int) -> str:
 
 def _template(query: SearchQuery) -> tuple[SearchQuery, list[str]] | None:
     """The query with its values in slots, and the values; None for a query of another kind."""
-    if query.everything or query.care_period is not None:
+    if query.care_period is not None:  # ($everything's start and end)
         return None
     values: list[str] = []
 

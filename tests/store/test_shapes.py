@@ -72,3 +72,16 @@ def test_a_cached_shape_holds_no_value(world):
     (compiled,) = SHAPES._compiled.values()
     assert "'a'" not in compiled.sql and "active" not in str(compiled.sql)
     assert sorted(slot for _, slot in compiled.slots) == [0, 1]  # the patient's id and the code
+
+
+def test_everything_reuses_its_shape_for_each_patient(world):
+    if world.dialect.name != "postgresql":
+        pytest.skip("statements are cached by shape on PostgreSQL only")
+    SHAPES._compiled.clear()
+    server = Server(world, BASE_URL)
+    for p in ("a", "b", "a"):
+        response = execute(server, FhirRequest("GET", f"Patient/{p}/$everything"), ALL)
+        assert response.status == 200
+        found = {e["fullUrl"].rsplit("/", 1)[1] for e in response.body["entry"]}
+        assert found == {p, f"active-{p}", f"resolved-{p}"}
+    assert len(SHAPES._compiled) == 1
