@@ -56,7 +56,8 @@ def _events(req: FhirRequest, response: FhirResponse, actor: Actor | None, base_
         interaction = kind if kind in ("batch", "transaction") else "batch"
         for entry_request, status, location in _applied_entries(req, response):
             events.append(_rest_event(entry_request, status, location, actor, base_url, when))
-    events.append(_rest_event(req, response.status, _location(response), actor, base_url, when, interaction, args,
+    location = _location(response.headers.get("Location"))
+    events.append(_rest_event(req, response.status, location, actor, base_url, when, interaction, args,
                               response.stored))
     return events
 
@@ -118,10 +119,9 @@ def _searched_patient(req: FhirRequest, args: list[str]) -> str | None:
     return None
 
 
-def _location(response: FhirResponse) -> str | None:
-    """Type/id/_history/v of what a write stored (from its Location), or None."""
-    location = response.headers.get("Location") or response.headers.get("location")
-    if not location:
+def _location(location: object) -> str | None:
+    """Type/id/_history/v of what a write stored, from its Location (a header or an entry's); None."""
+    if not location or not isinstance(location, str):
         return None
     parts = urlsplit(location).path.split("/")
     if "_history" in parts:
@@ -145,11 +145,7 @@ def _applied_entries(req: FhirRequest, response: FhirResponse) -> Iterator[tuple
         entry_request = FhirRequest(str(request.get("method", "GET")).upper(), url.path.strip("/"),
                                     parse_qsl(url.query, keep_blank_values=True))
         status = str(result.get("status", "0")).split(" ", 1)[0]
-        yield entry_request, int(status) if status.isdigit() else 0, _location_of(result.get("location"))
-
-
-def _location_of(location: object) -> str | None:
-    return _location(FhirResponse(0, headers={"Location": location})) if isinstance(location, str) else None
+        yield entry_request, int(status) if status.isdigit() else 0, _location(result.get("location"))
 
 
 def _dict(value: object) -> dict:

@@ -80,7 +80,9 @@ def fhir_routes(server: Server, *, max_body_bytes: int, db_threads: int,
             except FhirError as exc:
                 return _respond(FhirResponse(exc.status, exc.outcome()), req, started)
         address = request.client.host if request.client else None
-        if is_point_read(req):  # one indexed row: cheaper to run here than to hand over to a thread
+        # One indexed row: cheaper to run here than to hand over to a thread. Not the audit log's: reading
+        # it first writes this worker's queued events, which must not block the event loop.
+        if is_point_read(req) and not req.path.startswith("AuditEvent"):
             response = handle(req, raw_body, None, address)
         else:
             response = await anyio.to_thread.run_sync(handle, req, raw_body, request.headers.get("content-type"),

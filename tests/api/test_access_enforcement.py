@@ -3,22 +3,14 @@ PostgreSQL: a `patient/` grant for patient A reaches nothing of patient B by any
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from conftest import BASE_URL
+from http_free import JSON, body, ids, runner
 
 from fhir_server.api.execute import Server, execute
 from fhir_server.api.messages import FhirRequest
-from fhir_server.api.negotiate import render
 from fhir_server.auth.scopes import access_for, parse_scopes
 from fhir_server.store.access import ALL
-
-JSON = {"content-type": "application/fhir+json"}
-
-
-def body(response) -> dict:
-    return json.loads(render(response.body, response.raw, pretty=False))
 
 
 @pytest.fixture
@@ -53,16 +45,7 @@ def world(client, engine):
 def as_grant(server, scopes: str, patient: str | None = "a"):
     resource_scopes, _ = parse_scopes(scopes)
     access = access_for(resource_scopes, patient=patient)
-
-    def run(method: str, path: str, params=(), payload=None):
-        return execute(server, FhirRequest(method, path, list(params), JSON if payload else {}, payload), access)
-    return run
-
-
-def ids(response) -> set[str]:
-    assert response.status == 200, body(response)
-    return {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in body(response).get("entry", [])
-            if e["resource"]["resourceType"] != "OperationOutcome"}
+    return runner(server, access)
 
 
 PATIENT_A = "patient/*.cruds"

@@ -4,23 +4,16 @@ or EpisodeOfCare, a physician the patients attributed to their practice, by ever
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from conftest import BASE_URL
+from http_free import JSON, body, ids, runner
 
 from fhir_server.api.execute import Server, execute
 from fhir_server.api.messages import FhirRequest
-from fhir_server.api.negotiate import render
 from fhir_server.auth.scopes import access_for, parse_scopes
 from fhir_server.store.access import ALL
 
-JSON = {"content-type": "application/fhir+json"}
 PATIENTS = ("a", "b", "c", "d")
-
-
-def body(response) -> dict:
-    return json.loads(render(response.body, response.raw, pretty=False))
 
 
 def ref(reference: str) -> dict:
@@ -70,16 +63,7 @@ def world(client, engine):
 def as_user(server, role: str | None, practitioner: str | None, scopes: str = "user/*.cruds"):
     resource_scopes, _ = parse_scopes(scopes)
     access = access_for(resource_scopes, role=role, practitioner=practitioner)
-
-    def run(method: str, path: str, params=(), payload=None):
-        return execute(server, FhirRequest(method, path, list(params), JSON if payload else {}, payload), access)
-    return run
-
-
-def ids(response) -> set[str]:
-    assert response.status == 200, body(response)
-    return {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in body(response).get("entry", [])
-            if e["resource"]["resourceType"] != "OperationOutcome"}
+    return runner(server, access)
 
 
 def patients_of(response) -> set[str]:
