@@ -74,7 +74,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080,
         typer.echo(OPEN_MODE_WARNING, err=True)
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="careweave-metrics-")
-    options = dict(app="fhir_server.app:create_app", factory=True, access_log=False, log_config=None,
+    options = dict(app="fhir_server.app:served_app", factory=True, access_log=False, log_config=None,
                    timeout_graceful_shutdown=30, proxy_headers=True)
     if workers == 1:
         uvicorn.run(host=host, port=port, **options)

@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     max_page_size: Annotated[int, Field(gt=0, le=10000)] = 1000
     log_level: str = "INFO"
     db_pool_size: Annotated[int, Field(gt=0, le=200)] = 10
-    db_threads: Annotated[int, Field(gt=0, le=200)] = 4
+    # Two threads per worker overlap one request's database wait with another's Python; more only contend
+    # for the GIL (docs/benchmarks.md: the search mix's p99 at 32 connections was 80 ms with 2, 104 with 4).
+    db_threads: Annotated[int, Field(gt=0, le=200)] = 2
     audit: bool = True  # FHIR_AUDIT: record every request, sign-in and token event in the audit log
 
     @field_validator("database_url")

@@ -171,3 +171,22 @@ def test_a_port_in_use_stops_the_server_with_status_1(tmp_path):
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "cannot bind" in done.stderr
+
+
+def test_served_app_takes_its_startup_objects_out_of_the_collectors_sight(tmp_path, monkeypatch):
+    """`serve` builds each worker's app with `served_app`: a full collection then no longer walks the modules
+    and definitions (a 65 ms pause per collection under load, docs/benchmarks.md)."""
+    import gc
+
+    from fhir_server.app import GC_THRESHOLDS, served_app
+
+    monkeypatch.setenv("FHIR_DATABASE_URL", f"sqlite:///{tmp_path}/heap.sqlite3")
+    monkeypatch.setenv("FHIR_AUTH_MODE", "open")
+    thresholds = gc.get_threshold()
+    try:
+        served_app()
+        assert gc.get_freeze_count() > 50_000
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
