@@ -8,6 +8,10 @@ SMART_JS_STAMP := $(SMART_JS)/node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 export FHIR_BASE_URL ?= http://$(HOST):$(PORT)/fhir
+# HL7's terminology (CC0), loaded by `make run` once; from the npm registry, skipped where npm is missing.
+THO := hl7.terminology.r4@7.0.1
+THO_PACKAGE := var/hl7.terminology.r4-7.0.1.tgz
+TERMINOLOGY_STAMP := var/.terminology-loaded
 
 .PHONY: run test bench install lint clean
 
@@ -27,7 +31,19 @@ $(SMART_JS_STAMP): $(SMART_JS)/package-lock.json
 
 install: $(STAMP)
 
-run: $(STAMP)
+# The R4 specification's CodeSystems and ValueSets and HL7's terminology package, once (a re-run of
+# `fhir-server terminology load` writes only what changed).
+$(TERMINOLOGY_STAMP): $(STAMP)
+	$(BIN)/fhir-server migrate
+	@mkdir -p var
+	@if [ ! -f $(THO_PACKAGE) ] && command -v npm >/dev/null; then \
+		npm pack $(THO) --silent --pack-destination var >/dev/null; fi
+	@if [ -f $(THO_PACKAGE) ]; then $(BIN)/fhir-server terminology load --package $(THO_PACKAGE); \
+	else echo "npm not found: loading the R4 specification's terminology only"; \
+		$(BIN)/fhir-server terminology load; fi
+	touch $@
+
+run: $(STAMP) $(TERMINOLOGY_STAMP)
 	$(BIN)/fhir-server migrate
 	$(BIN)/fhir-server seed-demo --once
 	$(BIN)/fhir-server demo-logins --folder var

@@ -1,4 +1,5 @@
-"""The `fhir-server` command: serve, migrate, reindex, load, seed-demo. Settings come from the environment only."""
+"""The `fhir-server` command: serve, migrate, reindex, load, terminology, seed-demo. Settings come from the
+environment only."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from fhir_server.api.execute import Server, execute
-from fhir_server.api.loading import Failure, LoadSummary, Unit, load_unit, units
+from fhir_server.api.loading import (
+    TERMINOLOGY_TYPES,
+    Failure,
+    LoadSummary,
+    Unit,
+    changed_units,
+    load_unit,
+    merged_resources,
+    units,
+)
 from fhir_server.api.messages import FhirRequest
 from fhir_server.api.observability import configure_logging
 from fhir_server.auth.clients import RegistrationError, new_launch
@@ -25,7 +35,7 @@ from fhir_server.auth.clients import register as register_client
 from fhir_server.auth.keys import ensure_key, new_key
 from fhir_server.auth.users import UserError, add_user
 from fhir_server.config import AuthMode, Settings, SettingsError, load_settings
-from fhir_server.fhir.definitions import resource_types
+from fhir_server.fhir.definitions import BASE_TERMINOLOGY, resource_types
 from fhir_server.store.audit import verify as verify_audit
 from fhir_server.store.db import make_engine, unit_of_work
 from fhir_server.store.migrate import is_current, upgrade
@@ -125,6 +135,9 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+terminology_app = typer.Typer(help="The CodeSystems, ValueSets and ConceptMaps the server holds.",
+                              no_args_is_help=True)
+app.add_typer(terminology_app, name="terminology")
 
 
 @clients_app.command("add")
@@ -216,11 +229,12 @@ def audit_verify() -> None:
     typer.echo(f"{result.events} events, chain intact; head {result.head}")  # stdout: keep the head elsewhere
 
 
-def _load(server: Server, items: Iterable[Unit | Failure], total: int | None) -> LoadSummary:
-    summary = LoadSummary()
+def _load(server: Server, items: Iterable[Unit | Failure], total: int | None, summary: LoadSummary | None = None,
+          label: str = "loading") -> LoadSummary:
+    summary = summary or LoadSummary()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("loading", total=total)
+        task = progress.add_task(label, total=total)
         for item in items:
             if isinstance(item, tuple):
                 summary.add_failure(*item)
@@ -230,11 +244,13 @@ def _load(server: Server, items: Iterable[Unit | Failure], total: int | None) ->
     return summary
 
 
-def _report(summary: LoadSummary) -> None:
+def _report(summary: LoadSummary, *, unchanged: bool = False) -> None:
     table = Table(title="load summary")
-    for column in ("created", "updated", "failed"):
+    counts = {"created": summary.created, "updated": summary.updated,
+              **({"unchanged": summary.unchanged} if unchanged else {}), "failed": summary.failed}
+    for column in counts:
         table.add_column(column, justify="right")
-    table.add_row(str(summary.created), str(summary.updated), str(summary.failed))
+    table.add_row(*(str(n) for n in counts.values()))
     console.print(table)
     for reason in summary.reasons:
         console.print(f"  [red]failed[/red] {escape(reason)}", soft_wrap=True, highlight=False)
@@ -247,6 +263,27 @@ def load(paths: Annotated[list[Path], typer.Argument(exists=True, help="files, f
     server = _server(_settings())
     summary = _load(server, units(paths), None)
     _report(summary)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@terminology_app.command("load")
+def terminology_load(
+    package: Annotated[list[Path] | None, typer.Option(exists=True, dir_okay=False,
+                                                       help="an NPM FHIR package (.tgz) or an NDJSON file; repeatable")]
+    = None,
+    base: Annotated[bool, typer.Option(help="also the CodeSystems and ValueSets of the R4 specification")] = True,
+) -> None:
+    """Load CodeSystems, ValueSets and ConceptMaps: the R4 specification's own (a copy ships with the server)
+    and those of each package, such as HL7's terminology (npm hl7.terminology.r4); where two have a resource of
+    the same type and id, the later one's is loaded. A resource whose content is already stored is left
+    alone, so loading twice writes nothing the second time. Exit 1 if anything failed."""
+    server = _server(_settings())
+    summary = LoadSummary()
+    sources = ([BASE_TERMINOLOGY] if base else []) + list(package or [])
+    resources = merged_resources(sources, TERMINOLOGY_TYPES)
+    _load(server, changed_units(server, "terminology", resources, summary), None, summary, label="terminology")
+    _report(summary, unchanged=True)
     if summary.failed:
         raise typer.Exit(1)
 

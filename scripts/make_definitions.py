@@ -16,6 +16,9 @@ Writes
   compartment (compartmentdefinition.html).
 - fhir_server/fhir/definitions/code_systems.json: for `code` elements with a required binding to a
   ValueSet drawn from one CodeSystem, that system, so token search can match `system|code` on them.
+- fhir_server/fhir/definitions/terminology.ndjson.gz: every CodeSystem and ValueSet of the specification,
+  without narrative, one per line in (type, id) order, for `fhir-server terminology load` (see _loadable
+  for the little else left out).
 - tests/data/r4-examples/<Type>-<id>.json: the official examples of the resource types the round-trip
   and search tests cover.
 """
@@ -23,7 +26,9 @@ Writes
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -39,6 +44,7 @@ ROUND_TRIP_TYPES = {
     "CommunicationRequest", "Communication", "Task", "Consent", "EpisodeOfCare", "DocumentReference", "Group",
     "Encounter", "Procedure", "Medication",
 }
+CODE_PATTERN = re.compile(r"^[^\s]+(\s[^\s]+)*$")  # the `code` type's regex (datatypes.html#code)
 SEARCH_PARAMETER_KEYS = ("url", "code", "base", "type", "expression", "target", "modifier", "multipleOr",
                          "multipleAnd", "comparator", "component")
 
@@ -123,6 +129,22 @@ def _type_code(code: str) -> str:
     return {"http://hl7.org/fhirpath/System.String": "string"}.get(code, code)
 
 
+def _loadable(value: object) -> object:
+    """What the server's structural validation takes of a terminology resource: fhir.resources' R4B models
+    refuse a primitive extension on an Extension's value (`_valueString`; 47 v2 tables carry Dutch
+    translations of concept comments that way), and v2-0550 has two concepts whose codes are not valid
+    FHIR codes (a no-break space, and one ending in one). Those translations and concepts are left out;
+    nothing else changes."""
+    if isinstance(value, list):
+        kept = [_loadable(v) for v in value if not (isinstance(v, dict) and isinstance(v.get("code"), str)
+                                                     and "display" in v and not CODE_PATTERN.match(v["code"]))]
+        return [v for v in kept if not (isinstance(v, dict) and set(v) == {"url"})]  # an emptied extension
+    if isinstance(value, dict):
+        kept = {k: _loadable(v) for k, v in value.items() if not ("url" in value and k.startswith("_value"))}
+        return {k: v for k, v in kept.items() if v != []}
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--package", type=Path, help="a local copy of the npm tarball")
@@ -136,6 +158,7 @@ def main() -> None:
         compartments: dict[str, dict] = {}
         bindings: dict[str, dict[str, str]] = {}
         value_set_systems: dict[str, str | None] = {}
+        terminology: dict[tuple[str, str], dict] = {}
         with tarfile.open(tgz) as tar:
             for member in tar:
                 name = member.name.removeprefix("package/")
@@ -153,6 +176,10 @@ def main() -> None:
                 elif kind == "ValueSet":
                     value_set = json.load(tar.extractfile(member))
                     value_set_systems[value_set["url"]] = single_system(value_set)
+                    terminology[(kind, value_set["id"])] = value_set
+                elif kind == "CodeSystem":
+                    code_system = json.load(tar.extractfile(member))
+                    terminology[(kind, code_system["id"])] = code_system
                 elif name == "Bundle-searchParams.json":
                     bundle = json.load(tar.extractfile(member))
                     search_parameters = [search_parameter(e["resource"]) for e in bundle["entry"]]
@@ -185,13 +212,20 @@ def main() -> None:
         json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "compartments": dict(sorted(compartments.items()))},
                    indent=1) + "\n"
     )
+    # mtime=0: the same content gives the same bytes, so a re-run leaves git with nothing to commit.
+    with open(DEFINITIONS / "terminology.ndjson.gz", "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as out:
+        for _, resource in sorted(terminology.items()):
+            trimmed = _loadable({k: v for k, v in resource.items() if k != "text"})
+            out.write(json.dumps(trimmed, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
     EXAMPLES.mkdir(parents=True, exist_ok=True)
     for old in EXAMPLES.glob("*.json"):
         old.unlink()
     for name, data in sorted(examples.items()):
         (EXAMPLES / name).write_bytes(data)
     print(f"{len(resources)} resource types, {len(elements)} element maps, {len(search_parameters)} search "
-          f"parameters, {len(compartments)} compartments, {len(examples)} examples")
+          f"parameters, {len(compartments)} compartments, {len(terminology)} CodeSystems and ValueSets, "
+          f"{len(examples)} examples")
 
 
 if __name__ == "__main__":

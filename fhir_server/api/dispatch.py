@@ -20,7 +20,7 @@ from fhir_server.api.interactions.search import compartment_search, search
 from fhir_server.api.interactions.update import conditional_update, update
 from fhir_server.api.interactions.vread import vread
 from fhir_server.api.messages import FhirRequest, FhirResponse
-from fhir_server.api.operations.everything import everything
+from fhir_server.api.operations import find as find_operation
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import FhirError, Issue, error
 
@@ -42,7 +42,10 @@ _ROUTES: dict[str, dict[str, tuple[str, Handler]]] = {
              "DELETE": ("delete", delete)},
     "T/id/_history": {"GET": ("history-instance", history)},
     "T/id/C": {"GET": ("search-compartment", compartment_search)},
-    "T/id/$everything": {"GET": ("operation", everything)},
+    "T/$op": {"GET": ("operation", lambda r, c, t, name: _operate(r, c, name, t, None)),
+              "POST": ("operation", lambda r, c, t, name: _operate(r, c, name, t, None))},
+    "T/id/$op": {"GET": ("operation", lambda r, c, t, i, name: _operate(r, c, name, t, i)),
+                 "POST": ("operation", lambda r, c, t, i, name: _operate(r, c, name, t, i))},
     "T/id/_history/vid": {"GET": ("vread", vread)},
 }
 TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
@@ -66,8 +69,8 @@ def _shape(segments: list[str]) -> tuple[str, list[str]]:
     head = segments[0]
     if len(segments) == 1 and head in ("_search", "_history", "metadata"):
         return head, []
-    if len(segments) == 3 and segments[2] == "$everything" and head in resource_types():
-        return "T/id/$everything", [head, segments[1]]
+    if 2 <= len(segments) <= 3 and segments[-1].startswith("$") and head in resource_types():
+        return ("T/$op" if len(segments) == 2 else "T/id/$op"), [*segments[:-1], segments[-1][1:]]
     if head.startswith("$") or any(s.startswith("$") for s in segments[1:3]):
         raise error(404, "not-supported", f"operation {next(s for s in segments if s.startswith('$'))} "
                                           "is not supported by this server")
@@ -87,6 +90,18 @@ def _shape(segments: list[str]) -> tuple[str, list[str]]:
     if len(rest) == 3 and rest[1] == "_history":
         return "T/id/_history/vid", [head, rest[0], rest[2]]
     raise error(404, "not-found", f"no FHIR interaction at '{'/'.join(segments)}'")
+
+
+def _operate(req: FhirRequest, ctx: Context, name: str, resource_type: str, id: str | None) -> FhirResponse:
+    """An operation (operations.html#executing), as registered in api/operations."""
+    operation = find_operation(name, resource_type, id is not None)
+    if operation is None:
+        level = "an instance of " if id is not None else ""
+        raise error(404, "not-supported", f"operation ${name} is not supported on {level}{resource_type}")
+    if req.method in ("GET", "HEAD") and operation.affects_state:
+        raise FhirError(405, [Issue("not-supported", f"${name} changes data: call it with POST")],
+                        headers={"Allow": "POST"})
+    return operation.handler(req, ctx, resource_type, id)
 
 
 def is_point_read(req: FhirRequest) -> bool:
@@ -126,5 +141,7 @@ def interaction_of(req: FhirRequest) -> tuple[str, list[str]]:
         shape, args = _shape([s for s in req.path.split("/") if s])
     except FhirError:
         return "unknown", []
+    if shape.endswith("$op"):
+        args = args[:-1]  # the type (and id) an operation is called on; its name is in the path
     route = _ROUTES[shape].get("GET" if req.method == "HEAD" else req.method)
     return (route[0], args) if route else ("unknown", args)

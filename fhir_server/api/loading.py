@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import gzip
 import tarfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fhir_server.api.execute import Server, execute
 from fhir_server.api.messages import FhirRequest
 from fhir_server.fhir import jsonio
+from fhir_server.fhir.errors import FhirError
+from fhir_server.store.repository import open_repository
 
 NDJSON_CHUNK = 500
 
@@ -24,6 +27,7 @@ class LoadSummary:
     created: int = 0
     updated: int = 0
     failed: int = 0
+    unchanged: int = 0
     reasons: list[str] = field(default_factory=list)
 
     def add_failure(self, where: str, reason: str, count: int = 1) -> None:
@@ -132,3 +136,93 @@ def load_unit(server: Server, unit: Unit, summary: LoadSummary) -> None:
         else:
             issue = entry["response"].get("outcome", {}).get("issue", [{}])[0]
             summary.add_failure(f"{unit.source} entry {i}", issue.get("diagnostics", status))
+
+
+# The resource types `fhir-server terminology load` takes from a package (terminology-service.html).
+TERMINOLOGY_TYPES = frozenset({"CodeSystem", "ValueSet", "ConceptMap"})
+CONFORMANCE_CHUNK = 100
+
+
+def package_resources(path: Path, types: frozenset[str]) -> Iterator[dict | Failure]:
+    """The resources of `types` in an NPM-format FHIR package (a .tgz whose `package/` folder holds one
+    resource per JSON file), or in an NDJSON file (.ndjson or .ndjson.gz), in the order they are stored."""
+    try:
+        if path.name.endswith((".ndjson", ".ndjson.gz")):
+            data = path.read_bytes()
+            lines = gzip.decompress(data) if path.name.endswith(".gz") else data
+            for number, line in enumerate(lines.splitlines(), 1):
+                if line.strip():
+                    yield from _typed(f"{path.name} line {number}", line, types)
+            return
+        with tarfile.open(path) as tar:
+            for member in tar:
+                folder, _, name = member.name.partition("/")
+                if (member.isfile() and folder == "package" and "/" not in name and name.endswith(".json")
+                        and not name.startswith(".") and name != "package.json"):
+                    yield from _typed(f"{path.name}/{member.name}", tar.extractfile(member).read(),  # type: ignore[union-attr]
+                                      types)
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+        yield (str(path), f"cannot read: {exc}")
+
+
+def merged_resources(paths: list[Path], types: frozenset[str]) -> Iterator[dict | Failure]:
+    """The resources of every package in turn, a later package's replacing an earlier one's of the same type
+    and id (HL7's terminology package updates many of the R4 specification's own)."""
+    latest: dict[tuple[str, str], dict] = {}
+    for path in paths:
+        for item in package_resources(path, types):
+            if isinstance(item, tuple):
+                yield item
+            else:
+                latest[(item["resourceType"], item["id"])] = item
+    yield from latest.values()
+
+
+def _typed(source: str, data: bytes, types: frozenset[str]) -> Iterator[dict | Failure]:
+    try:
+        resource = jsonio.loads(data)
+    except jsonio.JSONDecodeError as exc:
+        yield (source, f"invalid JSON: {exc}")
+        return
+    if isinstance(resource, dict) and resource.get("resourceType") in types:
+        if not isinstance(resource.get("id"), str) or not resource["id"]:
+            yield (source, "a conformance resource needs an id to be loaded by")
+        else:
+            yield resource
+
+
+def changed_units(server: Server, source: str, resources: Iterable[dict | Failure],
+                  summary: LoadSummary) -> Iterator[Unit | Failure]:
+    """Batches of PUTs of the resources that differ from what is stored (narrative and meta aside), so a
+    second load of the same package writes nothing; the rest are counted as unchanged."""
+    chunk: list[dict] = []
+    for item in resources:
+        if isinstance(item, tuple):
+            yield item
+            continue
+        chunk.append(item)
+        if len(chunk) == CONFORMANCE_CHUNK:
+            yield from _changed(server, source, chunk, summary)
+            chunk = []
+    if chunk:
+        yield from _changed(server, source, chunk, summary)
+
+
+def _changed(server: Server, source: str, chunk: list[dict], summary: LoadSummary) -> Iterator[Unit]:
+    with open_repository(server.engine, write=False, base_url=server.base_url) as repo:
+        fresh = [r for r in chunk if not _same(repo, r)]
+    summary.unchanged += len(chunk) - len(fresh)
+    if fresh:
+        yield Unit(f"{source} ({fresh[0]['resourceType']}/{fresh[0]['id']}…)", _batch(fresh))
+
+
+def _same(repo, resource: dict) -> bool:
+    try:
+        stored = repo.read(resource["resourceType"], resource["id"]).resource()
+    except FhirError:
+        return False
+    return _essence(stored) == _essence(resource)
+
+
+def _essence(resource: dict) -> dict:
+    return {k: v for k, v in resource.items() if k not in ("meta", "text")}

@@ -21,12 +21,14 @@ RESULT_PARAMETERS = frozenset({"_count", "_summary", "_elements", "_format", "_p
                                "_sort", "_include", "_revinclude", "_type"})
 _MODIFIERS = {
     "string": {"exact", "contains", "missing"},
-    "token": {"not", "text", "of-type", "in", "not-in", "missing"},
+    "token": {"not", "text", "of-type", "in", "not-in", "missing", "above", "below"},
     "reference": {"identifier", "missing"},
     "date": {"missing"}, "number": {"missing"}, "quantity": {"missing"},
     "uri": {"below", "above", "missing"}, "composite": {"missing"},
 }
 MAX_CHAIN_DEPTH = 4
+# Token modifiers answered by the terminology service: the repository turns them into plain codes.
+TERMINOLOGY_MODIFIERS = frozenset({"in", "not-in", "above", "below"})
 
 
 @dataclass(frozen=True)

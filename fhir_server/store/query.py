@@ -303,10 +303,11 @@ def matches_from(query: SearchQuery, now: datetime) -> tuple[FromClause, SearchQ
     Index rows exist for current resources only, so a search need not touch the resource table before it
     reads the page's bodies: a compartment search starts from its owner's membership rows, and a type
     search from the rows of one of its criteria (a reference to a given resource when there is one: a
-    patient's few hundred rows, rather than every row of a common code). `_lastUpdated`, a resource column,
-    and searches with only negated criteria use the resource table.
+    patient's few hundred rows, rather than every row of a common code). `_lastUpdated`, a resource column
+    (as a criterion or a sort key), and searches with only negated criteria use the resource table.
     """
-    if any(isinstance(c, Criterion) and c.name == "_lastUpdated" for c in query.criteria):
+    if any(isinstance(c, Criterion) and c.name == "_lastUpdated" for c in query.criteria) or any(
+            k.name == "_lastUpdated" for k in query.sort):  # index rows carry no lastUpdated to sort by
         return R, query
     if query.compartment is not None:
         return CM, query

@@ -33,11 +33,10 @@ from fhir_server.fhir.errors import (
     unprocessable,
 )
 from fhir_server.fhir.models import ID_PATTERN, validate_resource
-from fhir_server.fhir.search_parameters import compartment_types, for_type
+from fhir_server.fhir.search_parameters import compartment_types
 from fhir_server.search.dates import format_instant
 from fhir_server.search.index import TABLES, index_rows
-from fhir_server.search.parse import Criterion, Include, SearchQuery
-from fhir_server.search.values import TokenValue, UriValue
+from fhir_server.search.parse import Include, SearchQuery
 from fhir_server.store import audit
 from fhir_server.store import cursor as cursor_codec
 from fhir_server.store import include as include_sql
@@ -48,6 +47,7 @@ from fhir_server.store.shapes import SHAPES
 from fhir_server.store.tables import INDEX_TABLES
 from fhir_server.store.tables import resource_table as R
 from fhir_server.store.tables import version_table as V
+from fhir_server.store.terminology import StoredTerminology, needs_terminology, with_codes
 
 
 @dataclass(frozen=True)
@@ -606,35 +606,13 @@ class SqlRepository:
         return int(plan[0]["Plan"]["Plan Rows"])
 
     def _expand_value_sets(self, query: SearchQuery) -> SearchQuery:
-        """Replace `:in`/`:not-in` ValueSet URLs with the codes the stored ValueSets enumerate."""
-        if not any(isinstance(c, Criterion) and c.modifier in ("in", "not-in") for c in query.criteria):
+        """Token criteria that need the terminology service, as plain codes: `:in`/`:not-in` a ValueSet
+        (search.html#token), and `:below`/`:above` a code in its CodeSystem's hierarchy."""
+        if not any(needs_terminology(c) for c in query.criteria):
             return query
-        criteria = []
-        for c in query.criteria:
-            if isinstance(c, Criterion) and c.modifier in ("in", "not-in"):
-                codes = tuple(code for url in c.values for code in self._value_set_codes(url.uri))
-                c = replace(c, values=codes or (TokenValue(None, None, True),))
-            criteria.append(c)
-        return replace(query, criteria=tuple(criteria))
-
-    def _value_set_codes(self, url: str) -> list[TokenValue]:
-        """The codes of a stored ValueSet (valueset.html#compose): enumerated concepts, or whole systems."""
-        found = self.conn.execute(
-            sql.select_ids(SearchQuery("ValueSet", (Criterion("url", "uri", (UriValue(url),),
-                                                              param=for_type("ValueSet")["url"]),)), _now(), 1)
-        ).first()
-        if found is None:
-            raise bad_request(f"no ValueSet with the url {url!r} is stored on this server", "in")
-        value_set = self.read("ValueSet", found.id).resource()
-        codes: list[TokenValue] = []
-        for include in (value_set.get("compose") or {}).get("include", []):
-            system = include.get("system")
-            concepts = include.get("concept") or []
-            if concepts:
-                codes += [TokenValue(system, c.get("code"), system is not None) for c in concepts if c.get("code")]
-            elif system:
-                codes.append(TokenValue(system, None, True))
-        return codes
+        terminology = StoredTerminology(self)
+        criteria = [with_codes(terminology, c) for c in query.criteria]
+        return replace(query, criteria=tuple(c for c in criteria if c is not None))
 
     def _included(self, page: list[StoredResource], query: SearchQuery) -> list[StoredResource]:
         """`_include` / `_revinclude`, repeated on what they add for `:iterate` (search.html#revinclude).

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
+from fhir_server.api.operations import operations_of
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import not_supported
 from fhir_server.fhir.search_parameters import RESOURCE_COLUMNS, UNSUPPORTED, for_type
@@ -37,9 +38,8 @@ def capability_statement(base_url: str, type_interactions: Iterable[str], system
             "searchRevInclude": ["*"],
             "searchParam": common + [{"name": sp.code, "definition": sp.url, "type": sp.type}
                                      for sp in _searchable(name)],
-            **({"operation": [{"name": "everything",
-                               "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]}
-               if name == "Patient" else {}),
+            **({"operation": [{"name": op.name, "definition": op.definition} for op in operations_of(name)]}
+               if operations_of(name) else {}),
         }
         for name in sorted(resource_types()) if name != "AuditEvent"
     ]

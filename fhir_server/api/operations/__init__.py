@@ -1,1 +1,55 @@
-"""FHIR operations (operations.html), one module each."""
+"""FHIR operations (operations.html), one module each, all registered here.
+
+Each entry says where the operation may be called (the resource types, and whether at type and instance
+level), whether it changes nothing (then GET may call it too; operationdefinition.html#affectsState),
+and the canonical URL of its OperationDefinition, which the CapabilityStatement lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fhir_server.api.context import Context
+from fhir_server.api.messages import FhirRequest, FhirResponse
+from fhir_server.api.operations.everything import everything
+from fhir_server.api.operations.expand import expand_operation
+from fhir_server.api.operations.lookup import lookup
+from fhir_server.api.operations.subsumes import subsumes
+from fhir_server.api.operations.translate import translate_operation
+from fhir_server.api.operations.validate_code import validate_code
+
+Handler = Callable[[FhirRequest, Context, str, str | None], FhirResponse]
+_HL7 = "http://hl7.org/fhir/OperationDefinition/"
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    resource_types: tuple[str, ...]
+    type_level: bool
+    instance_level: bool
+    handler: Handler
+    definition: str
+    affects_state: bool = False
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("everything", ("Patient",), False, True, everything, _HL7 + "Patient-everything"),
+    Operation("expand", ("ValueSet",), True, True, expand_operation, _HL7 + "ValueSet-expand"),
+    Operation("validate-code", ("ValueSet",), True, True, validate_code, _HL7 + "ValueSet-validate-code"),
+    Operation("validate-code", ("CodeSystem",), True, True, validate_code, _HL7 + "CodeSystem-validate-code"),
+    Operation("lookup", ("CodeSystem",), True, False, lookup, _HL7 + "CodeSystem-lookup"),
+    Operation("subsumes", ("CodeSystem",), True, True, subsumes, _HL7 + "CodeSystem-subsumes"),
+    Operation("translate", ("ConceptMap",), True, True, translate_operation, _HL7 + "ConceptMap-translate"),
+)
+
+
+def find(name: str, resource_type: str, instance: bool) -> Operation | None:
+    """The operation `name` callable on `resource_type` at that level."""
+    return next((op for op in OPERATIONS if op.name == name and resource_type in op.resource_types
+                 and (op.instance_level if instance else op.type_level)), None)
+
+
+def operations_of(resource_type: str) -> list[Operation]:
+    return [op for op in OPERATIONS if resource_type in op.resource_types]

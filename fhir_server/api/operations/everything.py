@@ -11,39 +11,39 @@ from __future__ import annotations
 
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
+from fhir_server.api.operations.inputs import Inputs
 from fhir_server.api.searching import entry, page_size, searchset
 from fhir_server.fhir.definitions import resource_types
 from fhir_server.fhir.errors import bad_request
 from fhir_server.search.parse import Criterion, SearchQuery, parse_instant_param
 from fhir_server.search.values import DateValue
 
-_PARAMETERS = frozenset({"_since", "_type", "_count", "start", "end", "_cursor", "_format", "_pretty"})
+_PARAMETERS = frozenset({"_since", "_type", "_count", "start", "end", "_cursor"})
 
 
 def everything(req: FhirRequest, ctx: Context, resource_type: str, id: str) -> FhirResponse:
     if resource_type != "Patient":
         raise bad_request("$everything is defined on Patient only here")
     ctx.repo.read("Patient", id)  # 404 / 410 for an unknown or deleted patient
-    unknown = sorted({k for k, _ in req.params} - _PARAMETERS)
-    if unknown:
-        raise bad_request(f"$everything does not take {', '.join(unknown)}", *unknown)
-    types = tuple(t for t in (part.strip() for part in (req.param("_type") or "").split(",")) if t)
+    inputs = Inputs(req, _PARAMETERS, repeating=frozenset({"_type"}))
+    types = tuple(t for text in inputs.texts("_type") for t in (part.strip() for part in text.split(",")) if t)
     if any(t not in resource_types() for t in types):
         raise bad_request("_type names an unknown resource type", "_type")
     criteria = []
-    since = req.param("_since")
+    since = inputs.text("_since")
     if since:
         criteria.append(Criterion("_lastUpdated", "date", (DateValue("ge", parse_instant_param("_since", since)),)))
-    start, end = req.param("start"), req.param("end")
+    start, end = inputs.text("start"), inputs.text("end")
     period = (parse_instant_param("start", start).start if start else None,
               parse_instant_param("end", end).end if end else None)
     query = SearchQuery(None, tuple(criteria), types=types, compartment=("Patient", id),
                         care_period=period if start or end else None, everything=True)
-    count = page_size(req.params, ctx)
-    cursor = req.param("_cursor")
+    params = inputs.pairs()
+    count = page_size(params, ctx)
+    cursor = inputs.text("_cursor")
     page = ctx.repo.search(query, count=count, cursor=cursor)
     path = f"Patient/{id}/$everything"
-    own = [(k, v) for k, v in req.params if k != "_cursor"]
+    own = [(k, v) for k, v in params if k != "_cursor"]
     entries = [entry(ctx, stored, "match", None, None) for stored in page.resources]
     entries += [entry(ctx, stored, "include", None, None) for stored in page.included]
     bundle = searchset(ctx, path, own, cursor, page, entries)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 DIRECTORY = Path(__file__).parent
 _HERE = DIRECTORY
+# The specification's own CodeSystems and ValueSets, narrative left out, one per line (`terminology load`).
+BASE_TERMINOLOGY = DIRECTORY / "terminology.ndjson.gz"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,125 @@
+"""The input parameters of an operation call (operations.html#executing).
+
+With GET, each query parameter is one primitive input (a Coding written `system|code`). With POST, the
+body is a Parameters resource, whose parts may also carry complex values and resources; query parameters
+add to it. Every name must be one the operation declares, and a name it takes once must come once.
+"""
+
+from __future__ import annotations
+
+from fhir_server.api.messages import FhirRequest
+from fhir_server.fhir.errors import bad_request, error
+from fhir_server.fhir.models import validate_resource
+
+_FORMAT_PARAMETERS = frozenset({"_format", "_pretty"})
+
+
+class Inputs:
+    def __init__(self, req: FhirRequest, declared: frozenset[str], repeating: frozenset[str] = frozenset(),
+                 unsupported: frozenset[str] = frozenset()) -> None:
+        self.parts: list[dict] = [{"name": k, "valueString": v} for k, v in req.params
+                                  if k not in _FORMAT_PARAMETERS]
+        if req.method == "POST":
+            body = req.body
+            if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+                raise bad_request("the body of an operation POST is a Parameters resource")
+            self.parts += [p for p in body.get("parameter") or [] if isinstance(p, dict)]
+        names = [p.get("name") if isinstance(p.get("name"), str) else repr(p.get("name")) for p in self.parts]
+        refused = sorted({n for n in names if n in unsupported})
+        if refused:
+            raise error(422, "not-supported", f"{', '.join(refused)}: declared by the operation's definition, "
+                                              "not supported by this server", *refused)
+        unknown = sorted({n for n in names if n not in declared})
+        if unknown:
+            raise bad_request(f"this operation does not take {', '.join(unknown)}; it takes "
+                              f"{', '.join(sorted(declared))}", *unknown)
+        twice = sorted({n for n in names if names.count(n) > 1 and n not in repeating})
+        if twice:
+            raise bad_request(f"{', '.join(twice)} may be given once", *twice)
+
+    def names(self) -> set[str]:
+        return {p["name"] for p in self.parts}
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every primitive input as (name, text), in order: what a GET would have had as its query."""
+        return [(p["name"], text) for p in self.parts for key, value in p.items()
+                if key.startswith("value") and isinstance(value, str | int | float | bool)
+                for text in [_as_text(value)]]
+
+    def _parts(self, name: str) -> list[dict]:
+        return [p for p in self.parts if p.get("name") == name]
+
+    def text(self, name: str) -> str | None:
+        """A primitive input as its text (valueString, valueUri, valueCode...)."""
+        for part in self._parts(name):
+            for key, value in part.items():
+                if key.startswith("value") and isinstance(value, str | int | float | bool):
+                    return _as_text(value)
+            raise bad_request(f"{name} takes a primitive value", name)
+        return None
+
+    def texts(self, name: str) -> list[str]:
+        return [text for key, text in self.pairs() if key == name]
+
+    def boolean(self, name: str) -> bool | None:
+        text = self.text(name)
+        if text is None:
+            return None
+        if text not in ("true", "false"):
+            raise bad_request(f"{name} is true or false, not {text!r}", name)
+        return text == "true"
+
+    def integer(self, name: str) -> int | None:
+        text = self.text(name)
+        if text is None:
+            return None
+        if not (text.isascii() and text.isdigit()):
+            raise bad_request(f"{name} is a non-negative integer, not {text!r}", name)
+        return int(text)
+
+    def resource(self, name: str, resource_type: str) -> dict | None:
+        for part in self._parts(name):
+            resource = part.get("resource")
+            if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+                raise bad_request(f"{name} takes a {resource_type} resource (in a POST's Parameters)", name)
+            return validate_resource(resource, resource_type)
+        return None
+
+    def coding(self, name: str) -> dict | None:
+        """A Coding input: valueCoding in a POST, `system|code` in a query."""
+        for part in self._parts(name):
+            if "valueCoding" in part:
+                return _coding(part["valueCoding"], name)
+            text = self.text(name) or ""
+            system, bar, code = text.rpartition("|")
+            if not bar or not code:
+                raise bad_request(f"{name} takes a Coding, written system|code in a query", name)
+            return {"system": system, "code": code} if system else {"code": code}
+        return None
+
+    def codeable_concept(self, name: str) -> dict | None:
+        for part in self._parts(name):
+            concept = part.get("valueCodeableConcept")
+            codings = concept.get("coding") if isinstance(concept, dict) else None
+            if not isinstance(codings, list) or not codings:
+                raise bad_request(f"{name} takes a CodeableConcept with codings (in a POST's Parameters)", name)
+            return {**concept, "coding": [_coding(c, name) for c in codings]}
+        return None
+
+
+def _coding(coding: object, name: str) -> dict:
+    """A Coding with a code, and strings where it has a system, version or display; else 400."""
+    if (not isinstance(coding, dict) or not isinstance(coding.get("code"), str) or not coding["code"]
+            or any(not isinstance(coding.get(k), str) for k in ("system", "version", "display") if k in coding)):
+        raise bad_request(f"{name}: a Coding needs a code, and its system, version and display are strings", name)
+    return coding
+
+
+def _as_text(value: str | int | float | bool) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def parameters(*parts: dict) -> dict:
+    """A Parameters resource (parameters.html) of the given parts, leaving out those without a value."""
+    return {"resourceType": "Parameters",
+            "parameter": [p for p in parts if any(k != "name" and v is not None for k, v in p.items())]}
