@@ -17,7 +17,9 @@ from fhir_server.api.operations.expand import expand_operation
 from fhir_server.api.operations.lookup import lookup
 from fhir_server.api.operations.subsumes import subsumes
 from fhir_server.api.operations.translate import translate_operation
+from fhir_server.api.operations.validate import validate
 from fhir_server.api.operations.validate_code import validate_code
+from fhir_server.fhir.definitions import resource_types
 
 Handler = Callable[[FhirRequest, Context, str, str | None], FhirResponse]
 _HL7 = "http://hl7.org/fhir/OperationDefinition/"
@@ -42,6 +44,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("lookup", ("CodeSystem",), True, False, lookup, _HL7 + "CodeSystem-lookup"),
     Operation("subsumes", ("CodeSystem",), True, True, subsumes, _HL7 + "CodeSystem-subsumes"),
     Operation("translate", ("ConceptMap",), True, True, translate_operation, _HL7 + "ConceptMap-translate"),
+    Operation("validate", tuple(sorted(resource_types() - {"AuditEvent"})), True, True, validate,
+              _HL7 + "Resource-validate"),
 )
 
 
