@@ -42,10 +42,8 @@ _ROUTES: dict[str, dict[str, tuple[str, Handler]]] = {
              "DELETE": ("delete", delete)},
     "T/id/_history": {"GET": ("history-instance", history)},
     "T/id/C": {"GET": ("search-compartment", compartment_search)},
-    "T/$op": {"GET": ("operation", lambda r, c, t, name: _operate(r, c, name, t, None)),
-              "POST": ("operation", lambda r, c, t, name: _operate(r, c, name, t, None))},
-    "T/id/$op": {"GET": ("operation", lambda r, c, t, i, name: _operate(r, c, name, t, i)),
-                 "POST": ("operation", lambda r, c, t, i, name: _operate(r, c, name, t, i))},
+    "T/$op": {"GET": ("operation", lambda *a: _operate(*a)), "POST": ("operation", lambda *a: _operate(*a))},
+    "T/id/$op": {"GET": ("operation", lambda *a: _operate(*a)), "POST": ("operation", lambda *a: _operate(*a))},
     "T/id/_history/vid": {"GET": ("vread", vread)},
 }
 TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
@@ -92,8 +90,11 @@ def _shape(segments: list[str]) -> tuple[str, list[str]]:
     raise error(404, "not-found", f"no FHIR interaction at '{'/'.join(segments)}'")
 
 
-def _operate(req: FhirRequest, ctx: Context, name: str, resource_type: str, id: str | None) -> FhirResponse:
-    """An operation (operations.html#executing), as registered in api/operations."""
+def _operate(req: FhirRequest, ctx: Context, resource_type: str, *rest: str) -> FhirResponse:
+    """An operation (operations.html#executing), as registered in api/operations: `rest` is the instance's
+    id, if any, and the operation's name."""
+    *ids, name = rest
+    id = ids[0] if ids else None
     operation = find_operation(name, resource_type, id is not None)
     if operation is None:
         level = "an instance of " if id is not None else ""

@@ -35,7 +35,8 @@ def expand_operation(req: FhirRequest, ctx: Context, resource_type: str, id: str
     terminology = StoredTerminology(ctx.repo)
     value_set = target(ctx, terminology, inputs, "ValueSet", id, resource="valueSet", version="valueSetVersion")
     active_only = inputs.boolean("activeOnly") or False
-    offset, count = inputs.integer("offset") or 0, inputs.integer("count")
+    given_offset, count = inputs.integer("offset"), inputs.integer("count")
+    offset = given_offset or 0
     text = inputs.text("filter")
     designations, definitions = inputs.boolean("includeDesignations"), inputs.boolean("includeDefinition")
     expansion = expand(value_set, terminology, active_only=active_only)
@@ -44,7 +45,7 @@ def expand_operation(req: FhirRequest, ctx: Context, resource_type: str, id: str
         matches = text_matches(text)
         members = [m for m in members if matches(m)]
     page = members[offset:] if count is None else members[offset:offset + count]
-    echoed = [("filter", "valueString", text), ("offset", "valueInteger", inputs.integer("offset")),
+    echoed = [("filter", "valueString", text), ("offset", "valueInteger", given_offset),
               ("count", "valueInteger", count), ("activeOnly", "valueBoolean", inputs.boolean("activeOnly"))]
     parameters = [{"name": n, key: v} for n, key, v in echoed if v is not None]
     parameters += [{"name": "used-codesystem", "valueUri": s} for s in expansion.code_systems]
@@ -54,7 +55,7 @@ def expand_operation(req: FhirRequest, ctx: Context, resource_type: str, id: str
         "identifier": f"urn:uuid:{uuid.uuid4()}",
         "timestamp": format_instant(datetime.now(UTC).replace(tzinfo=None)),
         "total": len(members),
-        **({"offset": offset} if "offset" in inputs.names() else {}),
+        **({"offset": offset} if given_offset is not None else {}),
         **({"parameter": parameters} if parameters else {}),
         **({"contains": [_contains(m, bool(designations), bool(definitions)) for m in page]} if page else {}),
     }

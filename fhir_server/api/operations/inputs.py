@@ -97,6 +97,19 @@ class Inputs:
             return {"system": system, "code": code} if system else {"code": code}
         return None
 
+    def codings(self, system: str | None) -> list[dict]:
+        """The codings a terminology operation is asked about: `code` (in `system`, with `display`), a
+        `coding` (in `system` when it names none), or a `codeableConcept`'s; 400 unless exactly one."""
+        given = [n for n in ("code", "coding", "codeableConcept") if n in self.names()]
+        if len(given) != 1:
+            raise bad_request("give one of code (with system), coding or codeableConcept", *given or ["code"])
+        if given[0] == "code":
+            return [{"system": system, "code": self.text("code"), "display": self.text("display")}]
+        if given[0] == "coding":
+            coding = self.coding("coding") or {}
+            return [{**coding, "system": coding.get("system") or system}]
+        return (self.codeable_concept("codeableConcept") or {})["coding"]
+
     def codeable_concept(self, name: str) -> dict | None:
         for part in self._parts(name):
             concept = part.get("valueCodeableConcept")

@@ -27,7 +27,7 @@ MAX_MAPS = 100
 def translate_operation(req: FhirRequest, ctx: Context, resource_type: str, id: str | None) -> FhirResponse:
     inputs = Inputs(req, DECLARED, unsupported=frozenset({"dependency"}))
     terminology = StoredTerminology(ctx.repo)
-    codings = _codings(inputs)
+    codings = inputs.codings(inputs.text("system"))
     reverse = inputs.boolean("reverse") or False
     target_system = inputs.text("targetsystem")
     if id is not None or {"url", "conceptMap"} & inputs.names():
@@ -54,21 +54,6 @@ def translate_operation(req: FhirRequest, ctx: Context, resource_type: str, id: 
 def _scoped(concept_map: dict, side: str, value_set: str | None) -> bool:
     """Whether the map's source (or target) ValueSet is `value_set`, when one is asked for."""
     return value_set is None or value_set in (concept_map.get(f"{side}Uri"), concept_map.get(f"{side}Canonical"))
-
-
-def _codings(inputs: Inputs) -> list[dict]:
-    given = [n for n in ("code", "coding", "codeableConcept") if n in inputs.names()]
-    if len(given) != 1:
-        raise bad_request("give one of code (with system), coding or codeableConcept", *given or ["code"])
-    if given[0] == "code":
-        return [{"system": inputs.text("system"), "code": inputs.text("code")}]
-    if given[0] == "coding":
-        return [inputs.coding("coding") or {}]
-    concept = inputs.codeable_concept("codeableConcept") or {}
-    codings = [c for c in concept.get("coding") or [] if isinstance(c, dict) and c.get("code")]
-    if not codings:
-        raise bad_request("the codeableConcept has no coding with a code", "codeableConcept")
-    return codings
 
 
 def _maps_between(ctx: Context, codings: list[dict], target_system: str | None, reverse: bool) -> list[dict]:

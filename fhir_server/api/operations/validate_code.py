@@ -14,7 +14,6 @@ from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.operations.conformance import code_system, target
 from fhir_server.api.operations.inputs import Inputs, parameters
-from fhir_server.fhir.errors import bad_request
 from fhir_server.fhir.terminology.codesystem import CodeSystemIndex
 from fhir_server.fhir.terminology.valueset import Member, Verdict, contains
 from fhir_server.store.terminology import StoredTerminology
@@ -30,7 +29,7 @@ def validate_code(req: FhirRequest, ctx: Context, resource_type: str, id: str | 
     if resource_type == "ValueSet":
         inputs = Inputs(req, VALUE_SET_INPUTS, unsupported=frozenset({"context", "date"}))
         value_set = target(ctx, terminology, inputs, "ValueSet", id, resource="valueSet", version="valueSetVersion")
-        codings = _codings(inputs, inputs.text("system"))
+        codings = inputs.codings(inputs.text("system"))
 
         def check(coding: dict) -> Verdict:
             if not coding.get("system"):
@@ -40,7 +39,7 @@ def validate_code(req: FhirRequest, ctx: Context, resource_type: str, id: str | 
         inputs = Inputs(req, CODE_SYSTEM_INPUTS, unsupported=frozenset({"codeSystem", "date"}))
         url = inputs.text("url")
         index = code_system(ctx, terminology, inputs, id, url, inputs.text("version"), "url")
-        codings = _codings(inputs, index.url)
+        codings = inputs.codings(index.url)
 
         def check(coding: dict) -> Verdict:
             return _in_code_system(index, coding)
@@ -62,23 +61,6 @@ def validate_code(req: FhirRequest, ctx: Context, resource_type: str, id: str | 
         {"name": "message", "valueString": message or None},
         {"name": "display", "valueString": member.display if member is not None else None},
     ), interaction="operation", resource_type=resource_type)
-
-
-def _codings(inputs: Inputs, system: str | None) -> list[dict]:
-    """The codings to check: `code` (with `system` and `display`), a `coding`, or a `codeableConcept`'s."""
-    given = [n for n in ("code", "coding", "codeableConcept") if n in inputs.names()]
-    if len(given) != 1:
-        raise bad_request("give one of code, coding or codeableConcept", *given or ["code"])
-    if given[0] == "code":
-        return [{"system": system, "code": inputs.text("code"), "display": inputs.text("display")}]
-    if given[0] == "coding":
-        coding = inputs.coding("coding") or {}
-        return [{**coding, "system": coding.get("system") or system}]
-    concept = inputs.codeable_concept("codeableConcept") or {}
-    codings = [c for c in concept.get("coding") or [] if isinstance(c, dict) and c.get("code")]
-    if not codings:
-        raise bad_request("the codeableConcept has no coding with a code", "codeableConcept")
-    return codings
 
 
 def _in_code_system(index: CodeSystemIndex, coding: dict) -> Verdict:
