@@ -12,6 +12,9 @@ export FHIR_BASE_URL ?= http://$(HOST):$(PORT)/fhir
 THO := hl7.terminology.r4@7.0.1
 THO_PACKAGE := var/hl7.terminology.r4-7.0.1.tgz
 TERMINOLOGY_STAMP := var/.terminology-loaded
+# HL7's R4 examples (CC0), which tests/fhir/test_r4_examples_validate.py validates; from the npm registry.
+R4_EXAMPLES := hl7.fhir.r4.examples@4.0.1
+R4_EXAMPLES_PACKAGE := var/hl7.fhir.r4.examples-4.0.1.tgz
 
 .PHONY: run test bench install lint clean
 
@@ -49,11 +52,16 @@ run: $(STAMP) $(TERMINOLOGY_STAMP)
 	$(BIN)/fhir-server demo-logins --folder var
 	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(SMART_JS_STAMP)
+$(R4_EXAMPLES_PACKAGE):
+	@mkdir -p var
+	npm pack $(R4_EXAMPLES) --silent --pack-destination var >/dev/null
+
+test: $(STAMP) $(SMART_JS_STAMP) $(R4_EXAMPLES_PACKAGE)
 	scripts/ensure-chromium
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.validation
 	$(BIN)/python -m bench.run
 
 lint: $(STAMP)

@@ -83,13 +83,13 @@ def render(results: list[BackendResult], machine_facts: list[tuple[str, str]], c
     return "\n".join(lines).rstrip() + "\n"
 
 
-def splice(document: Path, block: str) -> None:
+def splice(document: Path, block: str, begin: str = BEGIN, end: str = END) -> None:
     """Replace the text between the markers, keeping everything around it; append the markers if absent."""
     text = document.read_text() if document.exists() else "# Benchmarks\n"
-    generated = f"{BEGIN}\n{block}{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + generated + rest.split(END, 1)[1]
+    generated = f"{begin}\n{block}{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + generated + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + generated + "\n"
     document.parent.mkdir(parents=True, exist_ok=True)

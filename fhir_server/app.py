@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     smart = settings.auth_mode == AuthMode.smart
     oauth_uris = tuple((name, urls[name]) for name in ("authorize", "token", "revoke", "introspect"))
     server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size,
-                    oauth_uris if smart else None)
+                    oauth_uris if smart else None, settings.validation.value)
     keys = KeyRing(engine)
     revocations = RevocationList(engine)
     authorization = SmartAuthorizationServer(engine, keys, issuer=settings.base_url, token_url=urls["token"],

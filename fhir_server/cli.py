@@ -1,5 +1,5 @@
-"""The `fhir-server` command: serve, migrate, reindex, load, terminology, seed-demo. Settings come from the
-environment only."""
+"""The `fhir-server` command: serve, migrate, reindex, load, validate, terminology, ig, seed-demo. Settings
+come from the environment only."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from rich.table import Table
 
 from fhir_server.api.execute import Server, execute
 from fhir_server.api.loading import (
+    IG_TYPES,
     TERMINOLOGY_TYPES,
     Failure,
     LoadSummary,
@@ -35,6 +36,7 @@ from fhir_server.auth.clients import register as register_client
 from fhir_server.auth.keys import ensure_key, new_key
 from fhir_server.auth.users import UserError, add_user
 from fhir_server.config import AuthMode, Settings, SettingsError, load_settings
+from fhir_server.fhir import jsonio
 from fhir_server.fhir.definitions import BASE_TERMINOLOGY, resource_types
 from fhir_server.store.audit import verify as verify_audit
 from fhir_server.store.db import make_engine, unit_of_work
@@ -65,7 +67,7 @@ def _settings() -> Settings:
 
 def _server(settings: Settings) -> Server:
     return Server(make_engine(settings.database_url, settings.db_pool_size), settings.base_url,
-                  settings.default_page_size, settings.max_page_size)
+                  settings.default_page_size, settings.max_page_size, validation=settings.validation.value)
 
 
 @app.command()
@@ -138,6 +140,9 @@ app.add_typer(audit_app, name="audit")
 terminology_app = typer.Typer(help="The CodeSystems, ValueSets and ConceptMaps the server holds.",
                               no_args_is_help=True)
 app.add_typer(terminology_app, name="terminology")
+ig_app = typer.Typer(help="Implementation guides: the profiles the validator checks resources against.",
+                     no_args_is_help=True)
+app.add_typer(ig_app, name="ig")
 
 
 @clients_app.command("add")
@@ -283,6 +288,73 @@ def terminology_load(
     sources = ([BASE_TERMINOLOGY] if base else []) + list(package or [])
     resources = merged_resources(sources, TERMINOLOGY_TYPES)
     _load(server, changed_units(server, "terminology", resources, summary), None, summary, label="terminology")
+    _report(summary, unchanged=True)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command("validate")
+def validate_files(
+    paths: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False,
+                                                help="JSON resources (a Bundle counts as one) or NDJSON files")],
+    profile: Annotated[list[str] | None, typer.Option(help="also validate against this profile; repeatable")] = None,
+) -> None:
+    """Validate resources as `$validate` does, against their base definitions, the profiles they claim and
+    each --profile, with the profiles of profiles/ and those stored in the database. Prints every issue;
+    exit 1 if any is an error, 2 if a file cannot be read."""
+    server = _server(_settings())
+    params = [("profile", url) for url in profile or []]
+    errors = unreadable = 0
+    for path in paths:
+        for where, resource in _resources_in(path):
+            if isinstance(resource, str):
+                console.print(f"[red]{escape(where)}: {escape(resource)}[/red]", soft_wrap=True, highlight=False)
+                unreadable += 1
+                continue
+            response = execute(server, FhirRequest("POST", f"{resource.get('resourceType')}/$validate", params,
+                                                   body=resource))
+            for issue in response.body.get("issue", []) if isinstance(response.body, dict) else []:
+                errors += issue["severity"] in ("error", "fatal")
+                location = ", ".join(issue.get("expression", []))
+                console.print(f"{escape(where)}: {issue['severity']} {issue['code']} {escape(location)}: "
+                              f"{escape(issue.get('diagnostics', ''))}", soft_wrap=True, highlight=False)
+    if unreadable:
+        raise typer.Exit(2)
+    if errors:
+        raise typer.Exit(1)
+
+
+def _resources_in(path: Path) -> Iterable[tuple[str, dict | str]]:
+    """(where, resource) for each resource of a JSON or NDJSON file; (where, why) for what cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        yield str(path), f"cannot read: {exc}"
+        return
+    lines = enumerate(data.splitlines(), 1) if path.name.endswith(".ndjson") else [(0, data)]
+    for number, text in lines:
+        where = f"{path.name} line {number}" if number else path.name
+        if not text.strip():
+            continue
+        try:
+            resource = jsonio.loads(text)
+        except jsonio.JSONDecodeError as exc:
+            yield where, f"invalid JSON: {exc}"
+            continue
+        yield (where, resource) if isinstance(resource, dict) else (where, "not a JSON object")
+
+
+@ig_app.command("load")
+def ig_load(packages: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False,
+                                                            help="NPM FHIR packages (.tgz), such as US Core's")]
+            ) -> None:
+    """Load an implementation guide's StructureDefinitions (profiles and extensions), ValueSets, CodeSystems
+    and ConceptMaps, so that $validate and validation on write (FHIR_VALIDATION) check resources against
+    them. Resources already stored with the same content are left alone. Exit 1 if anything failed."""
+    server = _server(_settings())
+    summary = LoadSummary()
+    resources = merged_resources(list(packages), IG_TYPES)
+    _load(server, changed_units(server, "ig", resources, summary), None, summary, label="implementation guide")
     _report(summary, unchanged=True)
     if summary.failed:
         raise typer.Exit(1)

@@ -20,6 +20,15 @@ class AuthMode(StrEnum):
     smart = "smart"
 
 
+class ValidationMode(StrEnum):
+    """FHIR_VALIDATION: what a write is validated against beyond the structure of R4 (store/validation.py).
+    `claimed`: the profiles a resource claims in meta.profile; `all`: its type's base definition too."""
+
+    off = "off"
+    claimed = "claimed"
+    all = "all"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore")
 
@@ -35,6 +44,7 @@ class Settings(BaseSettings):
     # for the GIL (docs/benchmarks.md: the search mix's p99 at 32 connections was 80 ms with 2, 104 with 4).
     db_threads: Annotated[int, Field(gt=0, le=200)] = 2
     audit: bool = True  # FHIR_AUDIT: record every request, sign-in and token event in the audit log
+    validation: ValidationMode = ValidationMode.claimed
 
     @field_validator("database_url")
     @classmethod

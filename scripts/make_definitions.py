@@ -16,6 +16,9 @@ Writes
   compartment (compartmentdefinition.html).
 - fhir_server/fhir/definitions/code_systems.json: for `code` elements with a required binding to a
   ValueSet drawn from one CodeSystem, that system, so token search can match `system|code` on them.
+- fhir_server/fhir/definitions/structure_definitions.ndjson.gz: every StructureDefinition of the
+  specification that has a snapshot (resources, data types, profiles, extensions), trimmed to what
+  validation and snapshot generation read (see _structure), one per line in url order.
 - fhir_server/fhir/definitions/terminology.ndjson.gz: every CodeSystem and ValueSet of the specification,
   without narrative, one per line in (type, id) order, for `fhir-server terminology load` (see _loadable
   for the little else left out).
@@ -45,6 +48,20 @@ ROUND_TRIP_TYPES = {
     "Encounter", "Procedure", "Medication",
 }
 CODE_PATTERN = re.compile(r"^[^\s]+(\s[^\s]+)*$")  # the `code` type's regex (datatypes.html#code)
+# What the validator and snapshot generation read of a StructureDefinition and of each ElementDefinition
+# (structuredefinition.html, elementdefinition.html); narrative, mappings and documentation are left out.
+STRUCTURE_KEYS = ("resourceType", "id", "url", "version", "name", "status", "kind", "abstract", "type",
+                  "baseDefinition", "derivation", "context", "contextInvariant", "fhirVersion")
+ELEMENT_KEYS = ("id", "path", "sliceName", "sliceIsConstraining", "min", "max", "base", "type", "contentReference",
+                "slicing", "binding", "maxLength", "isModifier", "mustSupport", "isSummary", "short")
+ELEMENT_PREFIXES = ("fixed", "pattern", "minValue", "maxValue")
+CONSTRAINT_KEYS = ("key", "severity", "human", "expression", "source")
+# Invariants whose R4 expression cannot hold for any instance, corrected as later FHIR versions correct
+# them: que-7 tests the FHIRPath System type Boolean, which no FHIR `boolean` is (the FHIRPath suite's
+# testType12); R4B's Questionnaire tests `boolean`.
+ERRATA = {
+    ("que-7", "operator = 'exists' implies (answer is Boolean)"): "operator = 'exists' implies (answer is boolean)",
+}
 SEARCH_PARAMETER_KEYS = ("url", "code", "base", "type", "expression", "target", "modifier", "multipleOr",
                          "multipleAnd", "comparator", "component")
 
@@ -89,6 +106,29 @@ def element_types(sd: dict) -> dict[str, str]:
         else:
             out[relative] = "|".join(_type_code(t["code"]) for t in element.get("type", []))
     return out
+
+
+def _structure(sd: dict) -> dict:
+    """A StructureDefinition trimmed to STRUCTURE_KEYS, with its snapshot and (for a constraint) differential."""
+    out = {k: sd[k] for k in STRUCTURE_KEYS if k in sd}
+    views = ("snapshot", "differential") if sd.get("derivation") == "constraint" else ("snapshot",)
+    for view in views:
+        out[view] = {"element": [_element(e) for e in sd[view]["element"]]}
+    return out
+
+
+def _element(element: dict) -> dict:
+    out = {k: v for k, v in element.items() if k in ELEMENT_KEYS or k.startswith(ELEMENT_PREFIXES)}
+    if "binding" in out:
+        out["binding"] = {k: v for k, v in out["binding"].items() if k in ("strength", "valueSet")}
+    if "constraint" in element:
+        out["constraint"] = [_corrected({k: c[k] for k in CONSTRAINT_KEYS if k in c}) for c in element["constraint"]]
+    return out
+
+
+def _corrected(constraint: dict) -> dict:
+    fixed = ERRATA.get((constraint["key"], constraint.get("expression")))
+    return {**constraint, "expression": fixed} if fixed else constraint
 
 
 def search_parameter(sp: dict) -> dict:
@@ -159,6 +199,7 @@ def main() -> None:
         bindings: dict[str, dict[str, str]] = {}
         value_set_systems: dict[str, str | None] = {}
         terminology: dict[tuple[str, str], dict] = {}
+        structures: dict[str, dict] = {}
         with tarfile.open(tgz) as tar:
             for member in tar:
                 name = member.name.removeprefix("package/")
@@ -167,6 +208,8 @@ def main() -> None:
                 kind = name.split("-", 1)[0]
                 if kind == "StructureDefinition":
                     sd = json.load(tar.extractfile(member))
+                    if "snapshot" in sd:
+                        structures[sd["url"]] = _structure(sd)
                     specialization = sd.get("derivation") == "specialization" or sd["type"] == "Element"
                     if sd.get("kind") == "resource" and specialization and not sd.get("abstract"):
                         resources[sd["type"]] = resource_definition(sd)
@@ -212,12 +255,9 @@ def main() -> None:
         json.dumps({"source": PACKAGE, "licence": "CC0-1.0", "compartments": dict(sorted(compartments.items()))},
                    indent=1) + "\n"
     )
-    # mtime=0: the same content gives the same bytes, so a re-run leaves git with nothing to commit.
-    with open(DEFINITIONS / "terminology.ndjson.gz", "wb") as raw, \
-            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as out:
-        for _, resource in sorted(terminology.items()):
-            trimmed = _loadable({k: v for k, v in resource.items() if k != "text"})
-            out.write(json.dumps(trimmed, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+    _write_ndjson(DEFINITIONS / "terminology.ndjson.gz",
+                  (_loadable({k: v for k, v in r.items() if k != "text"}) for _, r in sorted(terminology.items())))
+    _write_ndjson(DEFINITIONS / "structure_definitions.ndjson.gz", (sd for _, sd in sorted(structures.items())))
     EXAMPLES.mkdir(parents=True, exist_ok=True)
     for old in EXAMPLES.glob("*.json"):
         old.unlink()
@@ -225,7 +265,15 @@ def main() -> None:
         (EXAMPLES / name).write_bytes(data)
     print(f"{len(resources)} resource types, {len(elements)} element maps, {len(search_parameters)} search "
           f"parameters, {len(compartments)} compartments, {len(terminology)} CodeSystems and ValueSets, "
+          f"{len(structures)} StructureDefinitions, "
           f"{len(examples)} examples")
+
+
+def _write_ndjson(path: Path, resources) -> None:
+    # mtime=0: the same content gives the same bytes, so a re-run leaves git with nothing to commit.
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as out:
+        for resource in resources:
+            out.write(json.dumps(resource, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
 
 
 if __name__ == "__main__":

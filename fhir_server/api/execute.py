@@ -30,6 +30,7 @@ class Server:
     max_count: int = 1000
     # (name, URL) of the OAuth endpoints when tokens are required, for the CapabilityStatement's security.
     oauth_uris: tuple[tuple[str, str], ...] | None = None
+    validation: str = "claimed"  # FHIR_VALIDATION for writes: off | claimed | all
 
 
 class _Rollback(Exception):
@@ -43,7 +44,7 @@ def execute(server: Server, req: FhirRequest, access: Access = ALL) -> FhirRespo
     """`access` is the grant the request's token carries; the repository applies it to every statement."""
     try:
         with open_repository(server.engine, write=req.method not in READS, base_url=server.base_url,
-                             access=access) as repo:
+                             access=access, validation=server.validation) as repo:
             response = dispatch(req, Context(repo, server.base_url, server.default_count, server.max_count,
                                              server.oauth_uris))
             if response.status >= 400:

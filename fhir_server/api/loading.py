@@ -140,6 +140,9 @@ def load_unit(server: Server, unit: Unit, summary: LoadSummary) -> None:
 
 # The resource types `fhir-server terminology load` takes from a package (terminology-service.html).
 TERMINOLOGY_TYPES = frozenset({"CodeSystem", "ValueSet", "ConceptMap"})
+# What `fhir-server ig load` takes from an implementation guide's package: its profiles, extensions and
+# terminology. Its SearchParameters are not taken: search's registry holds R4's and profiles/ only.
+IG_TYPES = TERMINOLOGY_TYPES | {"StructureDefinition"}
 CONFORMANCE_CHUNK = 100
 
 

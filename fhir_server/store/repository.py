@@ -48,6 +48,8 @@ from fhir_server.store.tables import INDEX_TABLES
 from fhir_server.store.tables import resource_table as R
 from fhir_server.store.tables import version_table as V
 from fhir_server.store.terminology import StoredTerminology, needs_terminology, with_codes
+from fhir_server.store.validation import check_write
+from fhir_server.store.validation import validate as validate_profiles
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class Repository(Protocol):
                 ) -> list[StoredResource]: ...
     def search(self, query: SearchQuery, *, count: int, cursor: str | None = None) -> SearchPage: ...
     def match_ids(self, query: SearchQuery, limit: int = 2) -> list[str]: ...
+    def validate(self, resource: dict, profiles: tuple[str, ...] = ()) -> list[Issue]: ...
     def savepoint(self): ...
 
 
@@ -163,10 +166,11 @@ def parse_etag(value: str) -> int:
 class SqlRepository:
     """Repository over one SQLAlchemy connection whose transaction the caller owns."""
 
-    def __init__(self, conn: Connection, base_url: str = "", access: Access = ALL) -> None:
+    def __init__(self, conn: Connection, base_url: str = "", access: Access = ALL, validation: str = "off") -> None:
         self.conn = conn
         self.base_url = base_url
         self.access = access
+        self.validation = validation
         self._postgresql = conn.dialect.name == "postgresql"
         self._for_update = self._postgresql
         self._new_resources: list[dict] = []
@@ -343,6 +347,7 @@ class SqlRepository:
         self.access.require(resource["resourceType"], "c")
         if resource["resourceType"] == AUDIT:
             return self._record_audit_event(resource, if_none_exist), True
+        check_write(self, resource, self.validation)
         if if_none_exist is not None:
             matches = self.match_ids(if_none_exist)
             if len(matches) > 1:
@@ -365,6 +370,7 @@ class SqlRepository:
                 f"the body's id {resource.get('id')!r} does not match the URL's id {id!r}", f"{resource_type}.id"
             )
         self.access.require(resource_type, "u")
+        check_write(self, resource, self.validation)
         previous = self._current(resource_type, id, for_update=True)
         if previous is not None and not previous.deleted and not self._visible(previous, "u"):
             raise not_found(f"{resource_type}/{id} is not known")
@@ -373,6 +379,11 @@ class SqlRepository:
         stored = self._write(resource, resource_type, id, previous, method)
         self._check_written(stored, "u")
         return stored, created
+
+    def validate(self, resource: dict, profiles: tuple[str, ...] = ()) -> list[Issue]:
+        """$validate's check (resource-operation-validate.html) against the base definition, the claimed
+        profiles and `profiles`, with every issue whatever its severity."""
+        return validate_profiles(self, resource, profiles)
 
     def _check_written(self, stored: StoredResource, interaction: str) -> None:
         """403 when the grant could not reach the resource as written: a `patient/` grant may not write a
@@ -678,11 +689,11 @@ def _edge(row, keys: int, backwards: bool) -> str:
 
 
 @contextmanager
-def open_repository(engine: Engine, *, write: bool, base_url: str = "",
-                    access: Access = ALL) -> Iterator[SqlRepository]:
+def open_repository(engine: Engine, *, write: bool, base_url: str = "", access: Access = ALL,
+                    validation: str = "off") -> Iterator[SqlRepository]:
     """A repository over one database transaction, for the grant `access`: committed at the end, rolled
-    back on error."""
+    back on error. `validation` is FHIR_VALIDATION's mode for writes (store/validation.py)."""
     with unit_of_work(engine, write=write) as conn:
-        repo = SqlRepository(conn, base_url, access)
+        repo = SqlRepository(conn, base_url, access, validation)
         yield repo
         repo.flush()

@@ -5,10 +5,12 @@ Nothing here asserts on a timing."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
 import tarfile
+import uuid
 from pathlib import Path
 
 import orjson
@@ -56,6 +58,26 @@ def test_small_bench_run_writes_its_report(tmp_path):
     assert ingest and int(ingest[1].replace(",", "")) > 0 and ingest[2] == "0"  # resources, failures
     assert re.search(r"^\| 1 \| [\d,]+ \| [\d.]+ ms \| [\d.]+ ms \| 0 \|$", text, re.MULTILINE)  # reads
     assert "Search at" not in text  # search is on by default on PostgreSQL only
+
+
+@needs_corpus
+def test_small_validation_bench_writes_its_block(tmp_path):
+    """bench/validation.py: the in-process rate, and on PostgreSQL (when the tests have one) the writes."""
+    report = tmp_path / "benchmarks.md"
+    report.write_text("# Benchmarks\n\n<!-- bench-validation:begin -->\nold\n<!-- bench-validation:end -->\n")
+    postgres = os.environ.get("FHIR_TEST_POSTGRES_URL")
+    writes = ["--write-bundles", "1", "--postgres-url", postgres, "--database",
+              f"careweave_bench_{uuid.uuid4().hex[:8]}"] if postgres else ["--write-bundles", "0"]
+    result = subprocess.run([sys.executable, "-m", "bench.validation", "--bundles", "1", "--corpus", str(CORPUS),
+                             "--out", str(report), *writes], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    text = report.read_text()
+    assert "old" not in text
+    assert re.search(r"^\| validation against base R4 ≥ 1,000 resources/s \| [\d,]+/s \([\d,]+ Synthea", text,
+                     re.MULTILINE), text
+    if postgres:
+        assert [m[1] for m in re.finditer(r"^\| (off|claimed|all) \| [\d,]+ \| [\d,]+ \| 0 \|$", text,
+                                          re.MULTILINE)] == ["off", "claimed", "off", "claimed", "all"], text
 
 
 @needs_corpus

@@ -1,11 +1,12 @@
 """[type]/$validate and [type]/[id]/$validate (resource-operation-validate.html): whether a resource would
 be accepted, answered with an OperationOutcome and 200 whether or not it is valid.
 
-The checks are those of a write (fhir/models.py: JSON rules and the R4 structure) against the base
-profile of the type. `mode` adds what the interaction would check: `update` that the body's id is the
-instance's, `delete` that the instance exists (the body is ignored). A `profile` other than the type's
-base StructureDefinition is refused with 422, as the operation asks of a server that cannot validate
-against it. The resource comes as the `resource` part of a Parameters body, or as the body itself.
+The checks are those of a write (fhir/models.py: JSON rules and the R4 structure), then the profile
+validator's against the type's base StructureDefinition, the profiles the resource claims and the
+`profile` asked for (fhir/validation), whatever FHIR_VALIDATION says for writes. `mode` adds what the
+interaction would check: `update` that the body's id is the instance's, `delete` that the instance
+exists (the body is ignored). A `profile` this server does not hold is a 422, as the operation asks.
+The resource comes as the `resource` part of a Parameters body, or as the body itself.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from dataclasses import replace
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.operations.inputs import Inputs
-from fhir_server.fhir.errors import FhirError, Issue, bad_request, error, operation_outcome
+from fhir_server.fhir.errors import FhirError, Issue, bad_request, operation_outcome
 from fhir_server.fhir.models import validate_resource
 
 DECLARED = frozenset({"resource", "mode", "profile"})
 MODES = ("create", "update", "delete", "profile")
-_BASE = "http://hl7.org/fhir/StructureDefinition/"
 
 
 def validate(req: FhirRequest, ctx: Context, resource_type: str, id: str | None) -> FhirResponse:
@@ -36,9 +36,6 @@ def validate(req: FhirRequest, ctx: Context, resource_type: str, id: str | None)
     if mode in ("update", "delete") and id is None:
         raise bad_request(f"mode {mode} validates against an existing resource: call $validate on its id", "mode")
     profile = inputs.text("profile")
-    if profile is not None and profile.partition("|")[0] != _BASE + resource_type:
-        raise error(422, "not-supported", f"validation against {profile} is not supported yet: only against the "
-                                          f"base profile {_BASE + resource_type}", "profile")
     if mode == "delete":
         ctx.repo.read(resource_type, id or "")  # 404 / 410: nothing to delete
         return _answer([Issue("informational", f"{resource_type}/{id} exists and may be deleted",
@@ -50,11 +47,13 @@ def validate(req: FhirRequest, ctx: Context, resource_type: str, id: str | None)
         validate_resource(resource, resource_type)
     except FhirError as exc:
         return _answer(exc.issues)
+    issues = ctx.repo.validate(resource, (profile,) if profile else ())
     if mode == "update" and resource.get("id") != id:
-        return _answer([Issue("invalid", f"the resource's id {resource.get('id')!r} is not the id {id!r} it would "
-                                         "update", expression=(f"{resource_type}.id",))])
-    return _answer([Issue("informational", f"no problems found against {_BASE + resource_type}",
-                          severity="information")])
+        issues.insert(0, Issue("invalid", f"the resource's id {resource.get('id')!r} is not the id {id!r} it "
+                                          "would update", expression=(f"{resource_type}.id",)))
+    if not any(i.severity in ("error", "fatal") for i in issues):
+        issues.append(Issue("informational", "no errors found", severity="information"))
+    return _answer(issues)
 
 
 def _resource_part(inputs: Inputs) -> dict | None:

@@ -1,0 +1,1 @@
+"""Profile validation (validation.html) over snapshot StructureDefinitions."""
