@@ -1,9 +1,10 @@
 """Structural validation of R4 resources with fhir.resources' R4B models.
 
 This is the only module that imports fhir.resources (DESIGN.md). fhir.resources has no R4 package; R4B
-parses R4 content for every type both releases share. The 18 R4 types that R4B dropped (the
-MedicinalProduct* and Substance* families, EffectEvidenceSynthesis, RiskEvidenceSynthesis) get the
-JSON-level checks only, until the profile validator checks them against their StructureDefinitions.
+parses R4 content for every type both releases share and is the fast path. A resource it refuses, and
+one of the 18 R4 types R4B dropped (the MedicinalProduct* and Substance* families,
+EffectEvidenceSynthesis, RiskEvidenceSynthesis), is checked against the R4 StructureDefinitions by the
+validator instead, whose verdict stands.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_server.fhir.definitions import element_types, resource_types
 from fhir_server.fhir.errors import FhirError, Issue
+from fhir_server.fhir.validation.conformance import BaseConformance
+from fhir_server.fhir.validation.validator import Validator
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _MAX_ISSUES = 20
@@ -52,36 +55,27 @@ def validate_resource(resource: object, expected_type: str | None = None) -> dic
     if rid is not None and (not isinstance(rid, str) or not ID_PATTERN.match(rid)):
         raise FhirError(400, [Issue("value", f"invalid id {rid!r}", expression=(f"{resource_type}.id",))])
     issues = _json_issues(resource, resource_type)
-    if not issues:
-        model = _model(resource_type)
-        if model is not None:
-            try:
-                model.model_validate(resource)
-            except pydantic.ValidationError as exc:
-                issues = [_issue_from_pydantic(resource_type, err) for err in exc.errors()[:_MAX_ISSUES]]
-    if issues:
+    model = _model(resource_type)
+    if not issues and model is not None:
+        try:
+            model.model_validate(resource)
+            return resource
+        except pydantic.ValidationError:
+            pass
+    # Something looks wrong, or R4B has no model for the type. The R4 definitions decide: their issues
+    # carry FHIRPath locations and R4 codes, and where R4B alone objects (an R4 element R4B changed, such
+    # as a primitive extension on an extension's value) the resource is R4 and is accepted.
+    errors = [i for i in _base_validator().validate(resource, claimed=False) if i.severity in ("error", "fatal")]
+    if errors:
+        raise FhirError(400, errors[:_MAX_ISSUES])
+    if issues:  # JSON rules the definitions do not express (nulls, blank strings)
         raise FhirError(400, issues)
     return resource
 
 
-def _issue_from_pydantic(resource_type: str, err: dict) -> Issue:
-    location = _fhirpath(resource_type, err["loc"])
-    if err["type"] == "extra_forbidden":
-        return Issue("structure", f"unknown element '{err['loc'][-1]}'", expression=(location,))
-    if err["type"] == "missing":
-        return Issue("required", f"missing required element '{err['loc'][-1]}'", expression=(location,))
-    return Issue("value", f"{location}: {err['msg']}", expression=(location,))
-
-
-def _fhirpath(resource_type: str, loc: tuple) -> str:
-    path = resource_type
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif isinstance(part, str) and re.match(r"^_?[A-Za-z][A-Za-z0-9]*$", part):
-            path += f".{part}"
-        # pydantic adds validator names such as 'function-after[...]' to loc; they are not FHIR elements
-    return path
+@cache
+def _base_validator() -> Validator:
+    return Validator(BaseConformance())
 
 
 _INTEGERS = frozenset({"integer", "positiveInt", "unsignedInt"})

@@ -3,8 +3,11 @@ by canonical URL (references.html#canonical), through the repository's own searc
 grant.
 
 Without a version, the most recently updated resource with the URL answers (the spec leaves "latest" to
-the server). A CodeSystem's index is built once per stored version and kept for the process, since a
-large system (a SNOMED CT or LOINC extract) takes far longer to index than to read.
+the server). A URL that no stored resource has falls back to the definitions that ship with the server:
+the program's own (profiles/) and the R4 specification's, as the validator sees them.
+
+A CodeSystem's index is built once per stored version and kept for the process, since a large system
+(a SNOMED CT or LOINC extract) takes far longer to index than to read.
 
 Search's token modifiers that need terminology (`:in`, `:not-in`, `:below`, `:above`) become plain codes
 here (`with_codes`), before the search is compiled to SQL.
@@ -23,6 +26,7 @@ from fhir_server.fhir.errors import FhirError, bad_request, error
 from fhir_server.fhir.search_parameters import for_type
 from fhir_server.fhir.terminology.codesystem import CodeSystemIndex
 from fhir_server.fhir.terminology.valueset import expand
+from fhir_server.fhir.validation.conformance import BaseConformance
 from fhir_server.search.parse import TERMINOLOGY_MODIFIERS, Chain, Criterion, Has, SearchQuery, SortKey
 from fhir_server.search.values import TokenValue, UriValue
 
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from fhir_server.store.repository import Repository, StoredResource
 
 _CACHED_CODE_SYSTEMS = 32
+_SHIPPED = BaseConformance()
 _LATEST = (SortKey("_lastUpdated", "date", True),)
 
 
@@ -38,6 +43,7 @@ class StoredTerminology:
 
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
+        self.shipped = _SHIPPED
 
     def find(self, resource_type: str, url: str, version: str | None = None) -> StoredResource | None:
         """The stored resource of `resource_type` with canonical `url` (and `version`, when given)."""
@@ -51,7 +57,9 @@ class StoredTerminology:
 
     def resource(self, resource_type: str, url: str, version: str | None = None) -> dict | None:
         found = self.find(resource_type, url, version)
-        return jsonio.loads(found.content) if found is not None and found.content is not None else None
+        if found is None:
+            return self.shipped.resource(resource_type, url, version)
+        return jsonio.loads(found.content) if found.content is not None else None
 
     def value_set(self, url: str, version: str | None) -> dict | None:
         return self.resource("ValueSet", url, version)
@@ -61,7 +69,7 @@ class StoredTerminology:
 
     def code_system(self, url: str, version: str | None) -> CodeSystemIndex | None:
         found = self.find("CodeSystem", url, version)
-        return self.index_of(found) if found is not None else None
+        return self.index_of(found) if found is not None else self.shipped.code_system(url, version)
 
     @staticmethod
     def index_of(stored: StoredResource) -> CodeSystemIndex | None:

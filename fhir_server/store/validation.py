@@ -1,5 +1,5 @@
 """Profile validation over the store: the validator kernel (fhir/validation) finding StructureDefinitions,
-ValueSets and CodeSystems among stored resources first and the R4 specification's own second.
+ValueSets and CodeSystems among stored resources first and then among those that ship (StoredTerminology).
 
 A validator keeps compiled profiles and ValueSet expansions, so one is kept per database and reused while
 the conformance resources stay as they are: each use compares the newest `_lastUpdated` among stored
@@ -60,17 +60,16 @@ class StoredConformance:
     def structure_definition(self, url: str) -> dict | None:
         terminology = self._terminology()
         canonical, _, version = url.partition("|")
-        found = terminology.resource("StructureDefinition", canonical, version or None) if terminology else None
-        return found or self._base.structure_definition(url)
+        return terminology.resource("StructureDefinition", canonical, version or None) if terminology \
+            else self._base.structure_definition(url)
 
     def value_set(self, url: str, version: str | None) -> dict | None:
         terminology = self._terminology()
-        return (terminology.value_set(url, version) if terminology else None) or self._base.value_set(url, version)
+        return terminology.value_set(url, version) if terminology else self._base.value_set(url, version)
 
     def code_system(self, url: str, version: str | None) -> CodeSystemIndex | None:
         terminology = self._terminology()
-        found = terminology.code_system(url, version) if terminology else None
-        return found or self._base.code_system(url, version)
+        return terminology.code_system(url, version) if terminology else self._base.code_system(url, version)
 
     def read(self, reference: str) -> dict | None:
         """A stored resource named by a relative `Type/id` reference, as the bound repository's grant sees it."""

@@ -73,7 +73,7 @@ def test_load_bundles_resources_and_ndjson(env, database_url, tmp_path):
     (folder / "broken.json").write_text("{not json")
     result = run(env, "load", str(folder))
     assert result.returncode == 1  # two inputs failed
-    assert "unknown element 'bogus'" in result.stderr
+    assert "'bogus' is not an element of Practitioner" in result.stderr
     assert "broken.json" in result.stderr
     assert "practitioners.ndjson line 5: not a JSON object" in result.stderr
     assert "practitioners.ndjson line 6: invalid JSON" in result.stderr

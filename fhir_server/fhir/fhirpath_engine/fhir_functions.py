@@ -179,16 +179,11 @@ def _numeric_entity(match: re.Match[str]) -> str:
     return f"&#{html.entities.name2codepoint[name]};"
 
 
-def html_checks(text: str) -> bool:
+def narrative_is_safe(text: str) -> bool:
     """txt-1: the div is well-formed XHTML rooted in `<div xmlns="http://www.w3.org/1999/xhtml">`, with no
-    scripts, forms, frames or event attributes. HTML's named entities (`&nbsp;`) are allowed."""
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        return False  # no DTD in a narrative, and none to expand
-    try:
-        root = ElementTree.fromstring(_ENTITY.sub(_numeric_entity, text))
-    except ElementTree.ParseError:
-        return False
-    if root.tag != f"{_XHTML}div":
+    scripts, forms, frames or event attributes; HTML's named entities (`&nbsp;`) are allowed."""
+    root = _narrative(text)
+    if root is None or root.tag != f"{_XHTML}div":
         return False
     for element in root.iter():
         if not isinstance(element.tag, str) or not element.tag.startswith(_XHTML):
@@ -200,6 +195,26 @@ def html_checks(text: str) -> bool:
             if local.startswith("on") or value.strip().lower().startswith("javascript:"):
                 return False
     return True
+
+
+def narrative_has_content(text: str) -> bool:
+    """txt-2: the narrative has some non-whitespace content: text, or an image."""
+    root = _narrative(text)
+    return root is not None and (bool("".join(root.itertext()).strip()) or root.find(f".//{_XHTML}img") is not None)
+
+
+def html_checks(text: str) -> bool:
+    """htmlChecks(), which R4 gives both txt-1 and txt-2 as their expression: both rules."""
+    return narrative_is_safe(text) and narrative_has_content(text)
+
+
+def _narrative(text: str) -> ElementTree.Element | None:
+    if "<!DOCTYPE" in text or "<!ENTITY" in text:
+        return None  # no DTD in a narrative, and none to expand
+    try:
+        return ElementTree.fromstring(_ENTITY.sub(_numeric_entity, text))
+    except ElementTree.ParseError:
+        return None
 
 
 @collection("htmlChecks")

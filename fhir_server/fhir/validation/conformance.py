@@ -36,16 +36,23 @@ class BaseConformance:
     """The StructureDefinitions, ValueSets and CodeSystems of the program (profiles/) and of the R4
     specification (4.0.1), the program's first."""
 
+    def resource(self, resource_type: str, url: str, version: str | None = None) -> dict | None:
+        """The StructureDefinition, ValueSet or CodeSystem with canonical `url` (and `version`) that ships."""
+        shipped = {"StructureDefinition": _base_structures, "ValueSet": lambda: _base_terminology()[0],
+                   "CodeSystem": lambda: _base_terminology()[1]}.get(resource_type)
+        if shipped is None:
+            return None
+        return _versioned(_program()[resource_type].get(url) or shipped().get(url), version)
+
     def structure_definition(self, url: str) -> dict | None:
         url, _, version = url.partition("|")
-        found = _program()["StructureDefinition"].get(url) or _base_structures().get(url)
-        return _versioned(found, version or None)
+        return self.resource("StructureDefinition", url, version or None)
 
     def value_set(self, url: str, version: str | None) -> dict | None:
-        return _versioned(_program()["ValueSet"].get(url) or _base_terminology()[0].get(url), version)
+        return self.resource("ValueSet", url, version)
 
     def code_system(self, url: str, version: str | None) -> CodeSystemIndex | None:
-        found = _versioned(_program()["CodeSystem"].get(url) or _base_terminology()[1].get(url), version)
+        found = self.resource("CodeSystem", url, version)
         return _code_system_index(found["url"]) if found is not None else None
 
 
@@ -87,6 +94,13 @@ def _versioned(resource: dict | None, version: str | None) -> dict | None:
     if resource is None or version not in (None, "", resource.get("version")):
         return None
     return resource
+
+
+def data_types() -> frozenset[str]:
+    """The codes of R4's concrete data types, primitive and complex (datatypes.html)."""
+    return frozenset(sd["type"] for sd in _base_structures().values()
+                     if sd["kind"] in ("primitive-type", "complex-type") and sd.get("derivation") == "specialization"
+                     and not sd.get("abstract"))
 
 
 def core_type(url: str) -> str | None:

@@ -20,6 +20,7 @@ _SYSTEM_TYPES = {
 FHIR_TYPE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXTENSION = "http://hl7.org/fhir/StructureDefinition/regex"
 VALUE_PREFIXES = ("fixed", "pattern", "minValue", "maxValue")
+_UNNAMED = frozenset({"BackboneElement", "Element"})  # types whose elements are named by their path
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,9 @@ class Element:
     children: dict[str, Element] = field(default_factory=dict)
     is_modifier: bool = False
     choice: bool = False  # a choice of types, `value[x]`
+    # The element's paths from the data types around it: in a Patient profile that constrains
+    # `Patient.name.family`, that element is also `HumanName.family` (structuredefinition.html#context).
+    aliases: tuple[str, ...] = ()
 
     @property
     def repeats(self) -> bool:
@@ -115,6 +119,7 @@ def compile_snapshot(structure_definition: dict) -> Element:
         parent.children[element.name] = element
     if root is None:
         raise ValueError(f"{structure_definition.get('url')}: the snapshot has no elements")
+    _name_aliases(root)
     for element in by_id.values():
         # `Questionnaire.item.item` is shaped like `Questionnaire.item`: it shares that element's rules.
         target = by_id.get(element.content_reference) if element.content_reference else None
@@ -123,6 +128,17 @@ def compile_snapshot(structure_definition: dict) -> Element:
             element.constraints = target.constraints
             element.slicing, element.slices = target.slicing, target.slices
     return root
+
+
+def _name_aliases(element: Element) -> None:
+    types = element.type_codes()
+    typed = (types[0],) if len(types) == 1 and types[0][:1].isupper() and types[0] not in _UNNAMED else ()
+    for child in element.children.values():
+        name = child.name.replace("[x]", "")
+        child.aliases = tuple(f"{prefix}.{name}" for prefix in (*element.aliases, *typed))
+        for piece in (child, *child.slices):
+            piece.aliases = child.aliases
+            _name_aliases(piece)
 
 
 def _element(raw: dict) -> Element:

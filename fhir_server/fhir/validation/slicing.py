@@ -60,32 +60,39 @@ def select(value: object, path: str, resolve: Callable[[str], dict | None]) -> l
 
 
 def expected_at(element: Element, path: str, children_of: Callable[[Element], dict[str, Element]]
-                ) -> Element | None:
-    """The element definition a slice gives at `path` below it."""
+                ) -> list[Element]:
+    """The element definitions a slice gives at `path` below it: the element itself first, then those of
+    the slices cut from the elements on the way (the R4 bp profile fixes `code.coding.code` on the
+    re-slice `code.coding:SBPCode` of its slice `component:SystolicBP`)."""
+    elements = [element]
     for step in path_steps(path):
         call = _FUNCTION.match(step)
-        children = children_of(element)
-        if call and call["name"] == "extension":
-            url = call["argument"].strip("'\"")
-            extension = children.get("extension")
-            element = next((s for s in (extension.slices if extension else [])
-                            if any(url in t.profiles for t in s.types)), None)
-        elif call:
+        if call and call["name"] != "extension":
             continue  # ofType()/resolve() keep the element; the type or profile decides below
-        else:
-            element = children.get(step) or children.get(step + "[x]")
-        if element is None:
-            return None
-    return element
+        found: list[Element] = []
+        for element in elements:
+            children = children_of(element)
+            if call:
+                url = call["argument"].strip("'\"")
+                extension = children.get("extension")
+                child = next((s for s in (extension.slices if extension else [])
+                              if any(url in t.profiles for t in s.types)), None)
+            else:
+                child = children.get(step) or children.get(step + "[x]")
+            if child is not None:
+                found += [child, *child.slices]
+        elements = found
+    return elements
 
 
 def matches(discriminator: Discriminator, item: object, item_type: str | None, slice_element: Element,
             children_of: Callable[[Element], dict[str, Element]], resolve: Callable[[str], dict | None],
             in_value_set: Callable[[str, object], bool | None], conforms: Callable[[object, str], bool]) -> bool:
     """Whether `item` meets one discriminator of a slice."""
-    expected = expected_at(slice_element, discriminator.path, children_of)
-    if expected is None:
+    candidates = expected_at(slice_element, discriminator.path, children_of)
+    if not candidates:
         return False
+    expected = candidates[0]
     values = select(item, discriminator.path, resolve)
     kind = discriminator.type
     if kind == "exists":
@@ -96,15 +103,18 @@ def matches(discriminator: Discriminator, item: object, item_type: str | None, s
             return item_type in codes
         return any(_json_type(v) in codes for v in values)
     if kind == "profile":
-        profiles = [p for t in expected.types for p in t.profiles]
+        # Through resolve() the profile is the reference's target profile (profiling.html#discriminator).
+        through_reference = discriminator.path.endswith("resolve()")
+        profiles = [p for t in expected.types for p in (t.target_profiles if through_reference else t.profiles)]
         return bool(profiles) and any(conforms(v, p) for v in values for p in profiles)
-    # value / pattern
-    wanted = expected.fixed or expected.pattern
-    if wanted is not None:
-        return any(matches_pattern(v, wanted[1]) if expected.pattern and not expected.fixed else v == wanted[1]
-                   for v in values)
-    if expected.binding is not None and expected.binding[0] == "required":
-        return any(in_value_set(expected.binding[1], v) for v in values)
+    # value / pattern: the fixed or pattern values given on the way (any re-slice's will do), else a binding
+    wanted = [e for e in candidates if e.fixed is not None or e.pattern is not None]
+    if wanted:
+        return any(v == e.fixed[1] if e.fixed is not None else matches_pattern(v, e.pattern[1])
+                   for e in wanted for v in values)
+    for element in candidates:
+        if element.binding is not None and element.binding[0] == "required":
+            return any(in_value_set(element.binding[1], v) for v in values)
     return False
 
 

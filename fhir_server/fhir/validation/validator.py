@@ -22,15 +22,29 @@ from fhir_server.fhir.definitions import resource_types as _resource_types
 from fhir_server.fhir.errors import Issue
 from fhir_server.fhir.validation import invariants, primitives, slicing
 from fhir_server.fhir.validation.bindings import Bindings
-from fhir_server.fhir.validation.conformance import CORE, Conformance
-from fhir_server.fhir.validation.elements import Element, TypeRef, compile_snapshot
+from fhir_server.fhir.validation.conformance import CORE, Conformance, data_types
+from fhir_server.fhir.validation.elements import (
+    FHIR_TYPE_EXTENSION,
+    REGEX_EXTENSION,
+    Element,
+    TypeRef,
+    compile_snapshot,
+)
 from fhir_server.fhir.validation.snapshot import generate_snapshot
 from fhir_server.fhir.validation.values import matches_pattern
 
 _CODED = frozenset({"code", "Coding", "CodeableConcept", "Quantity", "string", "uri"})
+_BARE_CODES = frozenset({"code", "string", "uri"})
 _ANY_CONTEXT = frozenset({"Element", "Resource", "DomainResource", "BackboneElement"})
 _LITERAL = re.compile(r"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
+_RESTFUL = re.compile(r"^(?P<base>https?://.+/)[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
 _MAX_ISSUES = 500
+# Core extensions that R4's own content uses outside the contexts they declare (the type and regex of
+# ElementDefinition.type, the normative version on every conformance resource, translations of expansion
+# displays, comments on CodeSystem concepts): holding them to their contexts would refuse the
+# specification itself, so for these a context mismatch is a warning (docs/validation.md).
+_CONTEXT_UNENFORCED = frozenset({FHIR_TYPE_EXTENSION, REGEX_EXTENSION, *(CORE + name for name in (
+    "structuredefinition-normative-version", "translation", "valueset-concept-comments"))})
 _RESOURCE_TYPES = _resource_types()
 
 
@@ -52,12 +66,16 @@ class Structure:
 
 @dataclass(frozen=True, slots=True)
 class _Frame:
-    """The resource being walked (`%resource`), the outermost one (`%rootResource`), and for a contained
-    resource the resource that contains it, whose `contained` list `#id` references point into."""
+    """The resource being walked (`%resource`) and `%rootResource`: for a contained resource the one that
+    contains it, whose `contained` list `#id` references point into (`container`), else itself
+    (fhirpath.html#variables). For a resource in a Bundle, the Bundle and the entry's fullUrl, which
+    references between entries resolve against (references.html#bundle-references)."""
 
     resource: dict
     root: dict
     container: dict | None = None
+    bundle: dict | None = None
+    full_url: str | None = None
 
 
 class Validator:
@@ -71,7 +89,7 @@ class Validator:
         self._structures: dict[str, Structure | None] = {}
         self._unusable: dict[str, ValueError] = {}  # profiles whose snapshot cannot be made or compiled
         # Keyed by the children dict's id; the dict is kept alongside so that the id is never reused.
-        self._keys: dict[int, tuple[dict, dict[str, tuple[Element, str | None]], tuple[Element, ...]]] = {}
+        self._keys: dict[int, tuple] = {}
 
     def structure(self, url: str) -> Structure | None:
         """The compiled StructureDefinition at a canonical URL, with a snapshot generated if it has none;
@@ -93,14 +111,14 @@ class Validator:
         return Structure(definition["url"], definition["type"], definition.get("kind", ""),
                          definition.get("derivation"), definition, compile_snapshot(definition))
 
-    def validate(self, resource: dict, profiles: Iterable[str] = ()) -> list[Issue]:
+    def validate(self, resource: dict, profiles: Iterable[str] = (), claimed: bool = True) -> list[Issue]:
         """Every issue of `resource` against its type's base definition, the profiles it claims in
-        `meta.profile` and `profiles`."""
-        run = _Run(self)
+        `meta.profile` (unless `claimed` is false) and `profiles`."""
+        run = _Run(self, claimed)
         resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
         if not isinstance(resource_type, str):
             return [Issue("structure", "the resource has no resourceType", "fatal", ("Resource",))]
-        run.resource(resource, resource_type, tuple(profiles), resource)
+        run.resource(resource, resource_type, tuple(profiles), _Frame(resource, resource))
         return run.issues
 
     def conforms(self, value: object, profile: str) -> bool:
@@ -110,7 +128,8 @@ class Validator:
             return False
         run = _Run(self)
         if isinstance(value, dict) and structure.kind == "resource":
-            run.resource(value, value.get("resourceType", structure.type), (profile,), value, base=False)
+            run.resource(value, value.get("resourceType", structure.type), (profile,), _Frame(value, value),
+                         base=False)
         else:
             run.item(value, None, structure.root, structure.type, structure.type, _Frame({}, {}), None)
         return not any(i.severity in ("error", "fatal") for i in run.issues)
@@ -118,6 +137,16 @@ class Validator:
     def key_map(self, children: dict[str, Element]) -> dict[str, tuple[Element, str | None]]:
         """JSON property name -> (element, the type a choice name selects)."""
         return self._children(children)[1]
+
+    def removed_choice(self, children: dict[str, Element], name: str) -> tuple[Element, str] | None:
+        """(choice element, type) when a JSON name selects a FHIR type the choice does not allow here
+        (`valueString` where a profile keeps only Quantity)."""
+        for prefix, element in self._children(children)[3].items():
+            if name.startswith(prefix):
+                type_code = _data_types().get(name[len(prefix):])
+                if type_code is not None:
+                    return element, type_code
+        return None
 
     def required(self, children: dict[str, Element]) -> tuple[Element, ...]:
         """The children that must be checked even when absent: those with a minimum, or a slice with one."""
@@ -135,17 +164,20 @@ class Validator:
                 else:
                     found[element.name] = (element, None)
             required = tuple(e for e in children.values() if e.min > 0 or any(s.min > 0 for s in e.slices))
-            cached = self._keys[id(children)] = (children, found, required)
+            choices = {e.name[:-3]: e for e in children.values() if e.choice}
+            cached = self._keys[id(children)] = (children, found, required, choices)
         return cached
 
 
 class _Run:
     """One validation: the issues found so far."""
 
-    def __init__(self, validator: Validator) -> None:
+    def __init__(self, validator: Validator, claimed: bool = True) -> None:
         self.v = validator
+        self.claimed = claimed  # whether a resource is held to the profiles in its meta.profile
         self.issues: list[Issue] = []
         self._seen: set[tuple] = set()
+        self._full_urls: dict[int, dict[int, str]] = {}  # id(Bundle) -> id(entry resource) -> fullUrl
 
     def issue(self, severity: str, code: str, expression: str, message: str) -> None:
         key = (severity, code, expression, message)
@@ -164,15 +196,14 @@ class _Run:
 
     # -- resources ---------------------------------------------------------------------------------------
 
-    def resource(self, resource: dict, path: str, profiles: tuple[str, ...], root: dict, base: bool = True,
-                 container: dict | None = None) -> None:
+    def resource(self, resource: dict, path: str, profiles: tuple[str, ...], frame: _Frame,
+                 base: bool = True) -> None:
         resource_type = resource.get("resourceType")
         if resource_type not in _RESOURCE_TYPES:
             self.issue("error", "structure", path, f"{resource_type!r} is not a FHIR R4 resource type")
             return
-        claimed = (resource.get("meta") or {}).get("profile") or []
+        claimed = (resource.get("meta") or {}).get("profile") or [] if self.claimed else []
         urls = ([CORE + resource_type] if base else []) + [p for p in (*claimed, *profiles) if isinstance(p, str)]
-        frame = _Frame(resource, root, container)
         for url in dict.fromkeys(urls):
             try:
                 structure = self.v.structure(url)
@@ -187,6 +218,32 @@ class _Run:
                                                        f"not {resource_type}")
             else:
                 self.complex(resource, structure.root, resource_type, path, frame, structure.root.constraints)
+
+    def inner_resource(self, value: dict, element: Element, type_code: str, path: str, frame: _Frame) -> None:
+        """A resource inside another (contained, Bundle.entry.resource, Parameters.parameter.resource), held
+        to the profiles its element's type lists: one of them at least (ElementDefinition.type.profile)."""
+        if element.name == "contained":
+            inner = _Frame(value, frame.resource, frame.resource, frame.bundle, frame.full_url)
+        else:
+            bundle = frame.resource if frame.resource.get("resourceType") == "Bundle" else frame.bundle
+            inner = _Frame(value, value, None, bundle, self.full_url(bundle, value) if bundle else None)
+        ref = _type_ref(element, type_code if type_code in _RESOURCE_TYPES else None)
+        profiles = ref.profiles if ref is not None else ()
+        if len(profiles) > 1 and not any(self.v.conforms(value, p) for p in profiles):
+            self.issue("error", "structure", path, f"the resource meets none of the profiles allowed here: "
+                                                   f"{', '.join(profiles)}")
+            profiles = ()
+        self.resource(value, path, profiles if len(profiles) == 1 else (), inner)
+
+    def full_url(self, bundle: dict, resource: dict) -> str | None:
+        """The fullUrl of the entry holding `resource` (the Bundle lives as long as the run, so ids hold)."""
+        urls = self._full_urls.get(id(bundle))
+        if urls is None:
+            entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
+            urls = self._full_urls[id(bundle)] = {id(e["resource"]): e["fullUrl"] for e in entries
+                                                  if isinstance(e.get("resource"), dict)
+                                                  and isinstance(e.get("fullUrl"), str)}
+        return urls.get(id(resource))
 
     # -- complex values ----------------------------------------------------------------------------------
 
@@ -223,7 +280,15 @@ class _Run:
             name = key[1:] if key.startswith("_") else key
             found = keys.get(name)
             if found is None:
-                self.issue("error", "structure", f"{path}.{key}", f"{key!r} is not an element of {type_code}")
+                removed = self.v.removed_choice(children, name)
+                if removed is None:
+                    self.issue("error", "structure", f"{path}.{key}", f"{key!r} is not an element of {type_code}")
+                    continue
+                choice, removed_type = removed
+                allowed = ", ".join(choice.type_codes())
+                self.issue("error", "structure", f"{path}.{choice.name[:-3]}.ofType({removed_type})",
+                           f"{choice.name} may not be a {removed_type} here; allowed: {allowed}")
+                present.setdefault(choice, [])  # given, if wrongly: not also reported missing
                 continue
             names = present.setdefault(found[0], [])
             if name not in names:
@@ -231,7 +296,8 @@ class _Run:
         if value is not frame.resource and (not value or set(value) <= {"id"}):
             self.issue("error", "invariant", path, "an element must have a value or children (ele-1)")
         for element_child, names in present.items():
-            self.child(value, element_child, names, path, type_code, element, frame)
+            if names:
+                self.child(value, element_child, names, path, type_code, element, frame)
         for element_child in self.v.required(children):
             if element_child not in present:
                 self.child(value, element_child, [], path, type_code, element, frame)
@@ -246,8 +312,7 @@ class _Run:
         items: list[tuple[object, object, str, str | None]] = []
         for name in names:
             type_code = _choice_type(element, name)
-            item_path = f"{path}.{element.name[:-3]}.ofType({name[len(element.name) - 3:]})" if element.choice \
-                else f"{path}.{name}"
+            item_path = f"{path}.{element.name[:-3]}.ofType({type_code})" if element.choice else f"{path}.{name}"
             raw, extra = parent.get(name), parent.get("_" + name)
             if element.repeats:
                 if raw is not None and not isinstance(raw, list) or extra is not None and not isinstance(extra, list):
@@ -293,16 +358,20 @@ class _Run:
             self.issue("error", "structure", path, "only a primitive value has a `_` sibling")
         if extra is not None:
             self.primitive_element(extra, type_code, path, frame, element)
+            if element.fixed is not None and isinstance(extra, dict) and extra.get("extension"):
+                # A fixed value is exact: what it lacks, such as extensions, the instance must lack too.
+                self.issue("error", "value", path, f"the value must be exactly {_shown(element.fixed[1])}, "
+                                                   f"without extensions")
         if value is None:
             return
         if type_code[:1].islower():
-            self.primitive(value, element, type_code, path)
+            if not self.primitive(value, element, type_code, path):
+                return  # a malformed value: its code, pattern or invariants would only repeat that
         elif type_code == "Resource" or type_code in _RESOURCE_TYPES:
             if not isinstance(value, dict):
                 self.issue("error", "structure", path, "a resource (a JSON object) is expected")
                 return
-            contained = element.name == "contained"
-            self.resource(value, path, (), frame.root, container=frame.resource if contained else None)
+            self.inner_resource(value, element, type_code, path, frame)
             return
         elif not isinstance(value, dict):
             self.issue("error", "structure", path, f"a {type_code} (a JSON object) is expected")
@@ -323,14 +392,16 @@ class _Run:
         if type_code[:1].islower():
             self.invariants(value, element, type_code, element.constraints, path, frame)
 
-    def primitive(self, value: object, element: Element, type_code: str, path: str) -> None:
+    def primitive(self, value: object, element: Element, type_code: str, path: str) -> bool:
+        """Whether the value is well formed for its type; its length and range are checked too."""
         problem = primitives.kind_problem(type_code, value)
         if problem:
             self.issue("error", "structure", path, f"a {type_code} is {problem}, not {_shown(value)}")
-            return
+            return False
         regex, type_max_length = _primitive_rules(self.v, type_code)
         if primitives.pattern_problem(type_code, value, regex):
             self.issue("error", "value", path, f"{_shown(value)} is not a valid {type_code}")
+            return False
         limit = element.max_length or type_max_length
         if limit is not None and isinstance(value, str) and len(value) > limit:
             self.issue("error", "too-long", path, f"the value is {len(value):,} characters long; at most "
@@ -339,6 +410,7 @@ class _Run:
                                   (element.max_value, 1, "above the maximum")):
             if bound is not None and primitives.compare(value, bound[1]) == sign:
                 self.issue("error", "value", path, f"{_shown(value)} is {word} {bound[1]}")
+        return True
 
     def primitive_element(self, extra: object, type_code: str, path: str, frame: _Frame, element: Element) -> None:
         """A primitive's `_name` part: an object with `id` and `extension` (json.html#primitive)."""
@@ -384,12 +456,15 @@ class _Run:
                                                              f"structure was checked")
             self.complex(value, element, "Extension", path, frame, element.constraints)
             return
+        if structure.root.is_modifier != modifier:
+            self.issue("error", "extension", path,
+                       f"the extension {url} is a modifier extension, so it goes in modifierExtension"
+                       if structure.root.is_modifier else
+                       f"the extension {url} is not a modifier extension, so it does not go in modifierExtension")
         if context is not None and not _allowed_at(structure.definition, context):
-            # A warning, not an error: R4's own content uses extensions beyond their declared contexts
-            # (structuredefinition-fhir-type on ElementDefinition.type in every StructureDefinition).
             allowed = ", ".join(c.get("expression", "") for c in structure.definition.get("context", []))
-            self.issue("warning", "extension", path, f"the extension {url} is not allowed on {context[-1]} "
-                                                   f"(its contexts: {allowed})")
+            self.issue("warning" if url in _CONTEXT_UNENFORCED else "error", "extension", path,
+                       f"the extension {url} is not allowed on {context[1]} (its contexts: {allowed})")
         self.complex(value, structure.root, "Extension", path, frame, structure.root.constraints)
 
     # -- slicing ------------------------------------------------------------------------------------------
@@ -405,6 +480,9 @@ class _Run:
                 if rules.rules == "closed":
                     self.issue("error", "structure", item_path, f"this {element.name} matches none of the "
                                                                 f"slices defined for it, and the slicing is closed")
+                elif element.name == "extension" and _part_url(value):
+                    # A relative url names a part of a complex extension: only the parts it defines exist.
+                    self.issue("error", "structure", item_path, f"the extension defines no part {value['url']!r}")
                 order.append(-1)
                 self.item(value, extra, element, type_code, item_path, frame, _context(parent_type, parent_element))
                 continue
@@ -456,7 +534,10 @@ class _Run:
             if strength == "required" and type_code != "Quantity":
                 self.issue("error", "code-invalid", path, f"a code from {value_set} is required, but none is given")
             return
-        verdicts = [self.v.bindings.member(value_set, c.get("system") if type_code != "code" else None, c["code"])
+        # A bare code stands for itself in code/string/uri elements; in a Coding it is a code of no known
+        # system, which cannot be shown to belong to any ValueSet (terminologies.html).
+        verdicts = [self.v.bindings.member(value_set, None, c["code"]) if type_code in _BARE_CODES
+                    else self.v.bindings.member(value_set, c["system"], c["code"]) if c.get("system") else False
                     for c in codings]
         if any(verdicts):
             return
@@ -495,12 +576,19 @@ class _Run:
         """A Reference's target type against the element's target profiles; a profiled target is checked
         against the profile where it can be resolved (references.html)."""
         reference = value.get("reference")
-        targets = [p for t in element.types if t.code == "Reference" for p in t.target_profiles]
-        if not isinstance(reference, str) or not targets:
+        if not isinstance(reference, str):
             return
         target = _resolve_local(reference, frame)
         literal = _LITERAL.search(reference.partition("?")[0])
         target_type = target.get("resourceType") if target else literal["type"] if literal else None
+        stated = value.get("type")
+        if isinstance(stated, str) and target_type in _RESOURCE_TYPES \
+                and stated not in (target_type, CORE + target_type):
+            self.issue("error", "structure", f"{path}.type", f"the type {stated} does not agree with the "
+                                                             f"reference to a {target_type}")
+        targets = [p for t in element.types if t.code == "Reference" for p in t.target_profiles]
+        if not targets:
+            return
         if reference.startswith("#") and target is None and reference != "#":
             self.issue("error", "not-found", f"{path}.reference", f"no contained resource has the id {reference[1:]}")
             return
@@ -552,6 +640,12 @@ def _choice_type(element: Element, name: str) -> str | None:
     return next((t.code for t in element.types if t.code[0].upper() + t.code[1:] == suffix), None)
 
 
+@cache
+def _data_types() -> dict[str, str]:
+    """R4's data types by the suffix they give a choice element's JSON name (`DateTime` -> dateTime)."""
+    return {code[0].upper() + code[1:]: code for code in data_types()}
+
+
 def _type_ref(element: Element, type_code: str | None) -> TypeRef | None:
     for ref in element.types:
         if type_code is None or ref.code == type_code:
@@ -586,6 +680,11 @@ def _codings(value: object, type_code: str | None) -> list[dict]:
     return [value] if isinstance(value.get("code"), str) else []
 
 
+def _part_url(value: object) -> bool:
+    """Whether an extension's url is relative: a part of the complex extension it is in."""
+    return isinstance(value, dict) and isinstance(value.get("url"), str) and ":" not in value["url"]
+
+
 def _coding_text(coding: dict) -> str:
     return f"{coding['system']}#{coding['code']}" if coding.get("system") else repr(coding["code"])
 
@@ -600,19 +699,34 @@ def _resolve_local(reference: str, frame: _Frame) -> dict | None:
             if isinstance(contained, dict) and contained.get("id") == reference[1:]:
                 return contained
         return None
-    for entry in frame.root.get("entry") or [] if frame.root.get("resourceType") == "Bundle" else []:
+    bundle = frame.resource if frame.resource.get("resourceType") == "Bundle" else frame.bundle
+    if bundle is None:
+        return None
+    wanted = _absolute(reference, frame.full_url)
+    for entry in bundle.get("entry") or []:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):
             continue
-        if entry.get("fullUrl") == reference or f"{resource.get('resourceType')}/{resource.get('id')}" == reference:
+        if entry.get("fullUrl") == wanted or wanted == reference and not _RESTFUL.match(reference) \
+                and f"{resource.get('resourceType')}/{resource.get('id')}" == reference:
             return resource
     return None
 
 
+def _absolute(reference: str, full_url: str | None) -> str:
+    """A relative reference made absolute against the base of the referring entry's RESTful fullUrl
+    (references.html#bundle-references); as it is otherwise."""
+    base = _RESTFUL.match(full_url) if full_url else None
+    if base is None or ":" in reference.partition("/")[0]:
+        return reference
+    return base["base"] + reference
+
+
 def _context(parent_type: str, parent: Element) -> tuple[str, ...]:
-    """The names an extension's context may give the element it is on: its type, its path, and the path
-    of the element it is shaped like (`PlanDefinition.action.action` is a `PlanDefinition.action`)."""
-    names = (parent_type, parent.path.replace("[x]", ""))
+    """The names an extension's context may give the element it is on: its type, its path, its paths from
+    the data types around it, and the path of the element it is shaped like (`PlanDefinition.action.action`
+    is a `PlanDefinition.action`)."""
+    names = (parent_type, parent.path.replace("[x]", ""), *parent.aliases)
     return (*names, parent.content_reference) if parent.content_reference else names
 
 
