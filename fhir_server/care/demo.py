@@ -35,6 +35,8 @@ DEMO_TAG = {"system": "https://careweave.example.org/fhir/CodeSystem/careweave-t
 REFERENCE_DATE = date(2026, 11, 1)
 PARTICIPATION_URL = "https://careweave.example.org/fhir/StructureDefinition/program-participation"
 MEMBER_ID_SYSTEM = "https://careweave.example.org/fhir/sid/member-id"
+PROGRAM_CODE = {"system": "https://careweave.example.org/fhir/CodeSystem/cw-program",
+                "code": "chronic-care-coordination", "display": "Chronic-care coordination program"}
 COORDINATORS = 5
 
 SNOMED = "http://snomed.info/sct"
@@ -169,11 +171,11 @@ class _Builder:
         for index, practice_name in enumerate(names, 1):
             place = self.rng.choice(self.catalog["places"])
             if index - 1 in participating:
-                status = [{"url": "status", "valueCode": "participating"},
+                status = [{"url": "status", "valueCode": "agreed"},
                           {"url": "period",
                            "valuePeriod": {"start": _days_ago(self.rng.randint(200, 2500)).isoformat()}}]
             else:
-                status = [{"url": "status", "valueCode": "not-participating"}]
+                status = [{"url": "status", "valueCode": "declined"}]
             practice = self.add({
                 "resourceType": "Organization", "id": f"demo-org-practice-{index:02d}", "active": True,
                 "extension": [{"url": PARTICIPATION_URL, "extension": status}],
@@ -249,7 +251,8 @@ class _Builder:
         rest of the data set stays as it was)."""
         self.add({
             "resourceType": "EpisodeOfCare", "id": f"demo-episode-{key}", "status": "active",
-            "type": [{"text": "Chronic-care coordination program"}], "patient": _ref(patient),
+            "type": [{"coding": [PROGRAM_CODE], "text": "Chronic-care coordination program"}],
+            "patient": _ref(patient),
             "managingOrganization": _ref(self.plan),
             "period": {"start": _days_ago(30 + number * 37 % 700).isoformat()},
             "careManager": _ref(self.nurses[(number - 1) % len(self.nurses)]),

@@ -13,10 +13,10 @@ def practice(id: str, status: str) -> dict:
 
 
 def test_practices_are_found_by_program_participation(client):
-    for id, status in (("a", "participating"), ("b", "not-participating"), ("c", "participating")):
+    for id, status in (("a", "agreed"), ("b", "declined"), ("c", "agreed")):
         assert client.put(f"/fhir/Organization/{id}", json=practice(id, status), headers=FHIR_JSON).status_code == 201
     client.put("/fhir/Organization/d", json={"resourceType": "Organization", "id": "d"}, headers=FHIR_JSON)
-    bundle = client.get("/fhir/Organization", params={"program-participation": "participating"}).json()
+    bundle = client.get("/fhir/Organization", params={"program-participation": "agreed"}).json()
     assert sorted(e["resource"]["id"] for e in bundle["entry"]) == ["a", "c"]
     missing = client.get("/fhir/Organization", params={"program-participation:missing": "true"}).json()
     assert [e["resource"]["id"] for e in missing["entry"]] == ["d"]

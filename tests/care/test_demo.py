@@ -123,7 +123,7 @@ def test_practices_participating_and_not(bundle: dict) -> None:
             statuses[next(x["valueCode"] for x in participation["extension"] if x["url"] == "status")] += 1
         else:
             assert kinds == {"pay"}
-    assert statuses["participating"] > statuses["not-participating"] > 0
+    assert statuses["agreed"] > statuses["declined"] > 0
 
 
 def test_npis_are_ten_digits_and_pass_the_luhn_check(bundle: dict) -> None:
