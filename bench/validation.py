@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                    command)
     splice(REPO / args.out, block, BEGIN, END)
     print("\n" + block)
-    return 1 if any(run.failures for _, run in runs) else 0
+    # Under `all`, Synthea's own errors (an Observation category `vital-sign` for `vital-signs`) are refused,
+    # as they should be; a failure under `off` or `claimed` is the server's.
+    return 1 if any(run.failures for mode, run in runs if mode != "all") else 0
 
 
 if __name__ == "__main__":
