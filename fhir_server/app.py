@@ -21,6 +21,7 @@ from fhir_server.auth.pages import launch_routes
 from fhir_server.auth.revocation import RevocationList
 from fhir_server.auth.routes import auth_routes, auth_urls
 from fhir_server.auth.server import SmartAuthorizationServer
+from fhir_server.care.program import ProgramSettings
 from fhir_server.config import AuthMode, Settings, load_settings
 from fhir_server.store.audit import AuditLog
 from fhir_server.store.db import database_label, make_engine
@@ -76,7 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     smart = settings.auth_mode == AuthMode.smart
     oauth_uris = tuple((name, urls[name]) for name in ("authorize", "token", "revoke", "introspect"))
     server = Server(engine, settings.base_url, settings.default_page_size, settings.max_page_size,
-                    oauth_uris if smart else None, settings.validation.value)
+                    oauth_uris if smart else None, settings.validation.value,
+                    ProgramSettings(settings.outreach_attempts, settings.candidate_rules))
     keys = KeyRing(engine)
     revocations = RevocationList(engine)
     authorization = SmartAuthorizationServer(engine, keys, issuer=settings.base_url, token_url=urls["token"],

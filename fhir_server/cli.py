@@ -35,6 +35,7 @@ from fhir_server.auth.clients import RegistrationError, new_launch
 from fhir_server.auth.clients import register as register_client
 from fhir_server.auth.keys import ensure_key, new_key
 from fhir_server.auth.users import UserError, add_user
+from fhir_server.care.program import ProgramSettings
 from fhir_server.config import AuthMode, Settings, SettingsError, load_settings
 from fhir_server.fhir import jsonio
 from fhir_server.fhir.definitions import BASE_TERMINOLOGY, resource_types
@@ -67,7 +68,8 @@ def _settings() -> Settings:
 
 def _server(settings: Settings) -> Server:
     return Server(make_engine(settings.database_url, settings.db_pool_size), settings.base_url,
-                  settings.default_page_size, settings.max_page_size, validation=settings.validation.value)
+                  settings.default_page_size, settings.max_page_size, validation=settings.validation.value,
+                  program=ProgramSettings(settings.outreach_attempts, settings.candidate_rules))
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator
@@ -45,6 +46,10 @@ class Settings(BaseSettings):
     db_threads: Annotated[int, Field(gt=0, le=200)] = 2
     audit: bool = True  # FHIR_AUDIT: record every request, sign-in and token event in the audit log
     validation: ValidationMode = ValidationMode.claimed
+    # Failed calls to a member (spanning 30 days or more) after which $log-outreach concludes unable-to-reach.
+    outreach_attempts: Annotated[int, Field(ge=1)] = 3
+    # A rules file for $care-candidates in place of fhir_server/care/knowledge/candidate_rules.json (docs/program.md).
+    candidate_rules: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -63,6 +68,14 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an absolute http(s) URL such as http://127.0.0.1:8080/fhir")
         return value.rstrip("/")
+
+    @field_validator("candidate_rules")
+    @classmethod
+    def _candidate_rules(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_file():
+            raise ValueError("must be the path of a rules file, such as a copy of "
+                             "fhir_server/care/knowledge/candidate_rules.json")
+        return value or None
 
     @field_validator("log_level")
     @classmethod

@@ -90,6 +90,22 @@ def client(app_client: TestClient, engine: Engine) -> TestClient:
     return app_client
 
 
+@pytest.fixture
+def served(client: TestClient, settings: Settings) -> Iterator:
+    """Clients of apps with other settings (`served(validation=...)`), over the `client` fixture's (emptied)
+    database."""
+    opened: list[TestClient] = []
+
+    def serve(**changes) -> TestClient:
+        app_client = TestClient(create_app(settings.model_copy(update=changes)), base_url="http://testserver")
+        opened.append(app_client.__enter__())
+        return opened[-1]
+
+    yield serve
+    for app_client in opened:
+        app_client.__exit__(None, None, None)
+
+
 def pytest_report_header(config) -> str:
     corpora = "present" if CORPORA.is_dir() else "absent (corpus tests skip)"
     postgres = POSTGRES_URL or "not set (PostgreSQL runs skip)"

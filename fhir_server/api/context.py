@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fhir_server.care.program import ProgramSettings
 from fhir_server.store.repository import Repository
 
 
@@ -14,3 +15,4 @@ class Context:
     default_count: int = 50
     max_count: int = 1000
     oauth_uris: tuple[tuple[str, str], ...] | None = None
+    program: ProgramSettings = ProgramSettings()

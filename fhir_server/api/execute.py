@@ -12,6 +12,8 @@ from fhir_server.api.context import Context
 from fhir_server.api.dispatch import dispatch
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.observability import request_id
+from fhir_server.care.program import ProgramSettings
+from fhir_server.care.rules import WRITE_RULES
 from fhir_server.fhir.errors import FhirError, Issue
 from fhir_server.store.access import ALL, Access
 from fhir_server.store.repository import open_repository
@@ -31,6 +33,7 @@ class Server:
     # (name, URL) of the OAuth endpoints when tokens are required, for the CapabilityStatement's security.
     oauth_uris: tuple[tuple[str, str], ...] | None = None
     validation: str = "claimed"  # FHIR_VALIDATION for writes: off | claimed | all
+    program: ProgramSettings = ProgramSettings()
 
 
 class _Rollback(Exception):
@@ -44,9 +47,9 @@ def execute(server: Server, req: FhirRequest, access: Access = ALL) -> FhirRespo
     """`access` is the grant the request's token carries; the repository applies it to every statement."""
     try:
         with open_repository(server.engine, write=req.method not in READS, base_url=server.base_url,
-                             access=access, validation=server.validation) as repo:
+                             access=access, validation=server.validation, rules=WRITE_RULES) as repo:
             response = dispatch(req, Context(repo, server.base_url, server.default_count, server.max_count,
-                                             server.oauth_uris))
+                                             server.oauth_uris, server.program))
             if response.status >= 400:
                 raise _Rollback(response)
         return response

@@ -12,8 +12,9 @@ records would hold:
   Conditions, active MedicationRequests that treat them (many members take five or more),
   ambulatory Encounters over the past two years, and the vital signs and labs taken at those
   visits. Some members are out of control (HbA1c > 9 %, BP >= 140/90), as the care-gap
-  features need. Each member is enrolled: an active EpisodeOfCare whose care manager is one of the
-  coordinators, taken in turn (which is what lets a coordinator's `user/` token reach them).
+  features need. Each member of a practice in the program is enrolled: an active EpisodeOfCare whose
+  care manager is one of the coordinators, taken in turn (which is what lets a coordinator's `user/`
+  token reach them); the others are candidates.
 
 Codes, units and value distributions come from `knowledge/demo_catalog.json`. The same
 (members, seed) gives byte-identical JSON: every choice comes from one `random.Random(seed)`,
@@ -111,6 +112,7 @@ class _Builder:
         self.npis: set[str] = set()
         self.catalog = catalog()
         self.nurses: list[str] = []  # the coordinators' Practitioner fullUrls
+        self.participating: set[str] = set()  # the fullUrls of practices that agreed to take part
         self.plan = ""
 
     def add(self, resource: dict) -> str:
@@ -183,6 +185,8 @@ class _Builder:
                 "type": [_concept(THO + "organization-type", {"code": "prov", "display": "Healthcare Provider"})],
                 "name": practice_name, "telecom": self.phone(place, "work"), "address": self.address(place, "work"),
             })
+            if index - 1 in participating:
+                self.participating.add(practice)
             for _ in range(self.rng.randint(2, 4)):
                 pcps.append((self.pcp(len(pcps) + 1, practice), practice))
         return pcps
@@ -244,7 +248,8 @@ class _Builder:
         conditions = self.conditions(key, patient, birth)
         self.medications(key, patient, role, conditions)
         self.encounters(key, patient, role, practice, gender, conditions)
-        self.enrolment(number, key, patient)
+        if practice in self.participating:  # the program enrols members through practices that agreed
+            self.enrolment(number, key, patient)
 
     def enrolment(self, number: int, key: str, patient: str) -> None:
         """The member's program episode, managed by the coordinators in turn (no random draw, so that the

@@ -9,7 +9,7 @@ costs a handful of round trips.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -143,6 +143,13 @@ CM = INDEX_TABLES["compartment"]
 AUDIT = "AuditEvent"  # kept in the audit log's own table (store/audit.py), not with the other resources
 
 
+# A feature's rule on writes of one resource type, given the type, the current version (None for a new
+# resource) and the version to be written; it raises FhirError to refuse the write. Rules come from the
+# layers above, by resource type, so that other writes pay nothing for them.
+WriteRule = Callable[[str, dict | None, dict], None]
+WriteRules = dict[str, tuple[WriteRule, ...]]
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -166,11 +173,13 @@ def parse_etag(value: str) -> int:
 class SqlRepository:
     """Repository over one SQLAlchemy connection whose transaction the caller owns."""
 
-    def __init__(self, conn: Connection, base_url: str = "", access: Access = ALL, validation: str = "off") -> None:
+    def __init__(self, conn: Connection, base_url: str = "", access: Access = ALL, validation: str = "off",
+                 rules: WriteRules | None = None) -> None:
         self.conn = conn
         self.base_url = base_url
         self.access = access
         self.validation = validation
+        self.rules = rules or {}
         self._postgresql = conn.dialect.name == "postgresql"
         self._for_update = self._postgresql
         self._new_resources: list[dict] = []
@@ -348,6 +357,8 @@ class SqlRepository:
         if resource["resourceType"] == AUDIT:
             return self._record_audit_event(resource, if_none_exist), True
         check_write(self, resource, self.validation)
+        for rule in self.rules.get(resource["resourceType"], ()):
+            rule(resource["resourceType"], None, resource)
         if if_none_exist is not None:
             matches = self.match_ids(if_none_exist)
             if len(matches) > 1:
@@ -376,6 +387,8 @@ class SqlRepository:
             raise not_found(f"{resource_type}/{id} is not known")
         self._check_if_match(previous, if_match, resource_type, id)
         created = previous is None or previous.deleted
+        for rule in self.rules.get(resource_type, ()):
+            rule(resource_type, None if created else previous.resource(), resource)
         stored = self._write(resource, resource_type, id, previous, method)
         self._check_written(stored, "u")
         return stored, created
@@ -690,10 +703,11 @@ def _edge(row, keys: int, backwards: bool) -> str:
 
 @contextmanager
 def open_repository(engine: Engine, *, write: bool, base_url: str = "", access: Access = ALL,
-                    validation: str = "off") -> Iterator[SqlRepository]:
+                    validation: str = "off", rules: WriteRules | None = None) -> Iterator[SqlRepository]:
     """A repository over one database transaction, for the grant `access`: committed at the end, rolled
-    back on error. `validation` is FHIR_VALIDATION's mode for writes (store/validation.py)."""
+    back on error. `validation` is FHIR_VALIDATION's mode for writes (store/validation.py); `rules` are
+    the features' rules on writes (a referral Task's state machine, say)."""
     with unit_of_work(engine, write=write) as conn:
-        repo = SqlRepository(conn, base_url, access, validation)
+        repo = SqlRepository(conn, base_url, access, validation, rules)
         yield repo
         repo.flush()

@@ -3,13 +3,9 @@ SQLite and PostgreSQL. A refused write is a 422 with the validator's OperationOu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from fastapi.testclient import TestClient
 from fhirjson import FHIR_JSON
 
-from fhir_server.app import create_app
 from fhir_server.config import ValidationMode
 
 VITAL_SIGNS = "http://hl7.org/fhir/StructureDefinition/vitalsigns"
@@ -23,34 +19,18 @@ PLAIN = {"resourceType": "Observation", "status": "final", "code": {"text": "wei
          "valueString": "70 kg", "dataAbsentReason": {"text": "not measured"}}
 
 
-@pytest.fixture
-def served(client, settings) -> Iterator:
-    """A client of an app with the given FHIR_VALIDATION, over the `client` fixture's (emptied) database."""
-    opened: list[TestClient] = []
-
-    def serve(mode: ValidationMode) -> TestClient:
-        app_client = TestClient(create_app(settings.model_copy(update={"validation": mode})),
-                                base_url="http://testserver")
-        opened.append(app_client.__enter__())
-        return opened[-1]
-
-    yield serve
-    for app_client in opened:
-        app_client.__exit__(None, None, None)
-
-
 def _total(client: TestClient) -> int:
     return client.get("/fhir/Observation", params={"_summary": "count"}).json()["total"]
 
 
 def test_off_checks_the_structure_only(served):
-    client = served(ValidationMode.off)
+    client = served(validation=ValidationMode.off)
     assert client.post("/fhir/Observation", json=CLAIMING, headers=FHIR_JSON).status_code == 201
     assert client.post("/fhir/Observation", json=PLAIN, headers=FHIR_JSON).status_code == 201
 
 
 def test_claimed_refuses_a_resource_that_fails_its_claimed_profile(served):
-    client = served(ValidationMode.claimed)
+    client = served(validation=ValidationMode.claimed)
     response = client.post("/fhir/Observation", json=CLAIMING, headers=FHIR_JSON)
     assert response.status_code == 422, response.text
     errors = [i for i in response.json()["issue"] if i["severity"] == "error"]
@@ -62,7 +42,7 @@ def test_claimed_refuses_a_resource_that_fails_its_claimed_profile(served):
 
 
 def test_claimed_accepts_a_resource_that_meets_its_profile(served):
-    client = served(ValidationMode.claimed)
+    client = served(validation=ValidationMode.claimed)
     valid = {**CLAIMING, "category": [{"coding": [
         {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}]}
     response = client.post("/fhir/Observation", json=valid, headers=FHIR_JSON)
@@ -70,7 +50,7 @@ def test_claimed_accepts_a_resource_that_meets_its_profile(served):
 
 
 def test_all_validates_every_resource_against_its_base_definition(served):
-    client = served(ValidationMode.all)
+    client = served(validation=ValidationMode.all)
     response = client.post("/fhir/Observation", json=PLAIN, headers=FHIR_JSON)
     assert response.status_code == 422, response.text
     assert any(i["severity"] == "error" and "obs-6" in i["diagnostics"] and i["expression"] == ["Observation"]
@@ -79,7 +59,7 @@ def test_all_validates_every_resource_against_its_base_definition(served):
 
 
 def test_a_transaction_with_one_invalid_entry_writes_nothing(served):
-    client = served(ValidationMode.claimed)
+    client = served(validation=ValidationMode.claimed)
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": PLAIN, "request": {"method": "POST", "url": "Observation"}},
         {"resource": CLAIMING, "request": {"method": "POST", "url": "Observation"}}]}
@@ -89,7 +69,7 @@ def test_a_transaction_with_one_invalid_entry_writes_nothing(served):
 
 
 def test_a_profile_stored_here_is_used_at_once_and_its_changes_too(served):
-    client = served(ValidationMode.claimed)
+    client = served(validation=ValidationMode.claimed)
     profile = {"resourceType": "StructureDefinition", "id": "named-patient",
                "url": "http://example.org/fhir/StructureDefinition/named-patient", "name": "NamedPatient",
                "status": "active", "kind": "resource", "abstract": False, "type": "Patient",

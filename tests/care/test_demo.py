@@ -198,12 +198,19 @@ def test_catalog_is_self_consistent() -> None:
     assert conditions == {key for m in data["medications"] for key in m["treats"]}
 
 
-def test_every_member_is_enrolled_with_a_coordinator() -> None:
+def test_the_members_of_practices_in_the_program_are_enrolled_with_a_coordinator() -> None:
     bundle = demo_bundle(30)
     coordinators = {e["fullUrl"] for e in bundle["entry"] if e["resource"]["id"].startswith("demo-coordinator-")
                     and e["resource"]["resourceType"] == "Practitioner"}
-    patients = {e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"}
+    urls = {e["resource"]["resourceType"] + "/" + e["resource"]["id"]: e["fullUrl"] for e in bundle["entry"]}
+    agreed = {urls["Organization/" + o["id"]] for o in _resources(bundle, "Organization")
+              if any(p.get("valueCode") == "agreed" for x in o.get("extension", []) for p in x["extension"])}
+    practice_of = {urls["PractitionerRole/" + r["id"]]: r["organization"]["reference"]
+                   for r in _resources(bundle, "PractitionerRole")}
+    patients = {urls["Patient/" + p["id"]] for p in _resources(bundle, "Patient")
+                if practice_of[p["generalPractitioner"][0]["reference"]] in agreed}
     episodes = _resources(bundle, "EpisodeOfCare")
+    assert 0 < len(patients) < 30
     assert {e["patient"]["reference"] for e in episodes} == patients
     assert all(e["status"] == "active" and e["careManager"]["reference"] in coordinators for e in episodes)
     assert {e["careManager"]["reference"] for e in episodes} == coordinators  # each has members

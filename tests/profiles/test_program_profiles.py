@@ -51,6 +51,12 @@ EXPANSIONS = {
     "cw-primary-care-specialty": {(NUCC, c) for c in (
         "207Q00000X", "207R00000X", "208D00000X", "207QG0300X", "207RG0300X", "363LF0000X", "363LP2300X")},
 }
+EXPANSIONS["cw-candidate-reason"] = {(CS + "cw-candidate-reason", c) for c in (
+    "chronic-conditions", "inpatient-stays", "emergency-visits", "recent-discharge", "polypharmacy", "charlson-index")}
+# $care-candidates' chronic condition groups and hospice codes list their codes one by one (the server holds neither
+# ICD-10-CM nor SNOMED CT), so each expands to exactly the codes it lists; tests/care checks a few by hand.
+EXPANSIONS |= {vs["id"]: {(rule["system"], c["code"]) for rule in vs["compose"]["include"] for c in rule["concept"]}
+               for vs in VALUE_SETS.values() if vs["id"].startswith("cw-chronic-") or vs["id"] == "cw-hospice"}
 
 
 def _is_extension(fixture: dict) -> bool:

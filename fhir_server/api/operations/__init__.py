@@ -12,17 +12,25 @@ from dataclasses import dataclass
 
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
+from fhir_server.api.operations import careplan
+from fhir_server.api.operations.care_candidates import care_candidates
+from fhir_server.api.operations.enroll import disenroll_operation, enroll_operation
 from fhir_server.api.operations.everything import everything
 from fhir_server.api.operations.expand import expand_operation
+from fhir_server.api.operations.log_outreach import log_outreach
 from fhir_server.api.operations.lookup import lookup
+from fhir_server.api.operations.participation import participation
 from fhir_server.api.operations.subsumes import subsumes
 from fhir_server.api.operations.translate import translate_operation
 from fhir_server.api.operations.validate import validate
 from fhir_server.api.operations.validate_code import validate_code
+from fhir_server.api.operations.worklist import worklist
+from fhir_server.care.program import BASE
 from fhir_server.fhir.definitions import resource_types
 
 Handler = Callable[[FhirRequest, Context, str, str | None], FhirResponse]
 _HL7 = "http://hl7.org/fhir/OperationDefinition/"
+_PROGRAM = BASE + "OperationDefinition/"  # the program's own, in profiles/
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,20 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("translate", ("ConceptMap",), True, True, translate_operation, _HL7 + "ConceptMap-translate"),
     Operation("validate", tuple(sorted(resource_types() - {"AuditEvent"})), True, True, validate,
               _HL7 + "Resource-validate"),
+    # The care-coordination program's (docs/program.md), in the order of a member's way through it.
+    Operation("care-candidates", ("Patient",), True, False, care_candidates, _PROGRAM + "care-candidates"),
+    Operation("participation", ("Organization",), False, True, participation, _PROGRAM + "participation",
+              affects_state=True),
+    Operation("log-outreach", ("Patient",), False, True, log_outreach, _PROGRAM + "log-outreach",
+              affects_state=True),
+    Operation("enroll", ("Patient",), False, True, enroll_operation, _PROGRAM + "enroll", affects_state=True),
+    Operation("disenroll", ("Patient",), False, True, disenroll_operation, _PROGRAM + "disenroll",
+              affects_state=True),
+    Operation("quality-check", ("CarePlan",), False, True, careplan.quality_check, _PROGRAM + "quality-check"),
+    Operation("activate", ("CarePlan",), False, True, careplan.activate, _PROGRAM + "activate", affects_state=True),
+    Operation("review", ("CarePlan",), False, True, careplan.review, _PROGRAM + "review", affects_state=True),
+    Operation("close", ("CarePlan",), False, True, careplan.close, _PROGRAM + "close", affects_state=True),
+    Operation("worklist", ("Practitioner",), False, True, worklist, _PROGRAM + "worklist"),
 )
 
 

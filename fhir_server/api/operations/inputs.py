@@ -85,6 +85,18 @@ class Inputs:
             return validate_resource(resource, resource_type)
         return None
 
+    def reference(self, name: str) -> str | None:
+        """A Reference input's literal reference: valueReference.reference in a POST, the text in a query."""
+        for part in self._parts(name):
+            if "valueReference" in part:
+                target = part["valueReference"].get("reference") if isinstance(part["valueReference"], dict) \
+                    else None
+                if not isinstance(target, str) or not target:
+                    raise bad_request(f"{name} takes a Reference with a literal reference", name)
+                return target
+            return self.text(name)
+        return None
+
     def coding(self, name: str) -> dict | None:
         """A Coding input: valueCoding in a POST, `system|code` in a query."""
         for part in self._parts(name):
@@ -118,6 +130,13 @@ class Inputs:
                 raise bad_request(f"{name} takes a CodeableConcept with codings (in a POST's Parameters)", name)
             return {**concept, "coding": [_coding(c, name) for c in codings]}
         return None
+
+
+def required(value: str | None, name: str) -> str:
+    """An input the operation cannot do without; 400 naming it when it is missing."""
+    if not value:
+        raise bad_request(f"{name} is required", name)
+    return value
 
 
 def _coding(coding: object, name: str) -> dict:

@@ -1,0 +1,56 @@
+"""Patient/$care-candidates: the members who qualify for the program, ranked
+(profiles/OperationDefinition-care-candidates.json; the rules are in care/candidates.py)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+from fhir_server.api.context import Context
+from fhir_server.api.messages import FhirRequest, FhirResponse
+from fhir_server.api.operations.inputs import Inputs, parameters
+from fhir_server.care.candidates import REASON_SYSTEM, Candidate, find_candidates, load_rules
+from fhir_server.fhir.errors import bad_request
+
+DECLARED = frozenset({"practice", "count", "asOf"})
+DEFAULT_COUNT = 50
+MAX_COUNT = 1000
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def care_candidates(req: FhirRequest, ctx: Context, resource_type: str, id: str | None) -> FhirResponse:
+    inputs = Inputs(req, DECLARED)
+    count = inputs.integer("count")
+    if count is None:
+        count = DEFAULT_COUNT
+    elif count > MAX_COUNT:
+        raise bad_request(f"count is at most {MAX_COUNT}, not {count}", "count")
+    ranking = find_candidates(ctx.repo, load_rules(ctx.program.candidate_rules), _as_of(inputs.text("asOf")),
+                              inputs.reference("practice"), count)
+    answer = parameters({"name": "total", "valueInteger": ranking.qualified},
+                        *(_candidate(c, rank) for rank, c in enumerate(ranking.candidates, start=1)))
+    return FhirResponse(200, answer, interaction="operation", resource_type="Patient")
+
+
+def _as_of(text: str | None) -> date:
+    """asOf is a full date (YYYY-MM-DD); today (UTC) when not given."""
+    if text is None:
+        return datetime.now(UTC).date()
+    try:
+        if not _DATE.fullmatch(text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise bad_request(f"asOf is a date written YYYY-MM-DD, not {text!r}", "asOf") from None
+
+
+def _candidate(candidate: Candidate, rank: int) -> dict:
+    patient = {"reference": candidate.patient, **({"display": candidate.name} if candidate.name else {})}
+    return {"name": "candidate", "part": [
+        {"name": "patient", "valueReference": patient},
+        {"name": "score", "valueDecimal": candidate.score},
+        {"name": "rank", "valueInteger": rank},
+        *({"name": "reason", "valueCodeableConcept": {
+            "coding": [{"system": REASON_SYSTEM, "code": r.code, "display": r.display}], "text": r.text}}
+          for r in candidate.reasons),
+    ]}

@@ -1,0 +1,118 @@
+"""The care-coordination program's vocabulary and the facts its operations share: canonical URLs of the
+profiles and code systems in profiles/, and where a member's practice and enrolment are found.
+
+Everything here reads through the Repository protocol, so under the caller's grant (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fhir_server.fhir.errors import FhirError, Issue, error
+from fhir_server.search.parse import parse_query
+from fhir_server.store.repository import Repository
+
+BASE = "https://careweave.example.org/fhir/"
+PROGRAM_SYSTEM = BASE + "CodeSystem/cw-program"
+PROGRAM = {"system": PROGRAM_SYSTEM, "code": "chronic-care-coordination",
+           "display": "Chronic-care coordination program"}
+PARTICIPATION_URL = BASE + "StructureDefinition/program-participation"
+PARTICIPATION_SYSTEM = BASE + "CodeSystem/cw-participation-status"
+DISENROLLMENT_SYSTEM = BASE + "CodeSystem/cw-disenrollment-reason"
+DISENROLLMENT_URL = BASE + "StructureDefinition/disenrollment-reason"
+VERIFIED_BY_URL = BASE + "StructureDefinition/consent-verified-by"
+SNOMED = "http://snomed.info/sct"
+# EpisodeOfCare statuses while the member is in the program (episodeofcare.html#status).
+OPEN_EPISODE = ("planned", "waitlist", "active", "onhold")
+
+
+@dataclass(frozen=True)
+class ProgramSettings:
+    """How a deployment runs the program: FHIR_OUTREACH_ATTEMPTS (failed calls to a member, over 30 days
+    or more, before the member is unable to reach) and FHIR_CANDIDATE_RULES (a rules file for
+    $care-candidates; None for the shipped one)."""
+
+    outreach_attempts: int = 3
+    candidate_rules: str | None = None
+
+
+def profile(name: str) -> str:
+    return f"{BASE}StructureDefinition/{name}"
+
+
+def now() -> str:
+    """The current instant as a FHIR instant, to the second."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def instant(text: str) -> datetime:
+    """A FHIR date or dateTime as the instant it starts at: a partial date is its first day, and a value
+    without a time zone is taken as UTC."""
+    if "T" not in text:
+        text += {4: "-01-01", 7: "-01"}.get(len(text), "")
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def reference_parts(reference: str, allowed: tuple[str, ...], name: str) -> tuple[str, str]:
+    """(type, id) of a relative literal reference to one of `allowed`; 400 naming the input otherwise."""
+    resource_type, _, id = reference.partition("/")
+    if resource_type not in allowed or not id or "/" in id:
+        raise FhirError(400, [Issue("invalid", f"{name} is a reference to a {' or '.join(allowed)} "
+                                               f"(Type/id), not {reference!r}", expression=(name,))])
+    return resource_type, id
+
+
+def read_named(repo: Repository, reference: str, allowed: tuple[str, ...], name: str) -> dict:
+    """The resource an input names; 422 naming the input when it is not there (or not visible)."""
+    resource_type, id = reference_parts(reference, allowed, name)
+    try:
+        return repo.read(resource_type, id).resource()
+    except FhirError as exc:
+        if exc.status in (404, 410):
+            raise error(422, "not-found", f"{name}: {reference} is not on this server", name) from None
+        raise
+
+
+def search(repo: Repository, resource_type: str, params: list[tuple[str, str]], count: int = 100) -> list[dict]:
+    """The first `count` matches of a search written as query parameters, under the caller's grant."""
+    query = parse_query(resource_type, [*params, ("_total", "none")])
+    return [stored.resource() for stored in repo.search(query, count=count).resources]
+
+
+def participation_status(organization: dict) -> str | None:
+    """The practice's current program-participation status (invited | agreed | declined | withdrawn)."""
+    for extension in organization.get("extension") or []:
+        if extension.get("url") == PARTICIPATION_URL:
+            for part in extension.get("extension") or []:
+                if part.get("url") == "status":
+                    return part.get("valueCode")
+    return None
+
+
+def member_practice(repo: Repository, patient: dict) -> dict | None:
+    """The primary-care practice of a member: the Organization among `generalPractitioner`, or that of a
+    PractitionerRole there (the PCP at the practice)."""
+    for gp in patient.get("generalPractitioner") or []:
+        target = gp.get("reference") if isinstance(gp, dict) else None
+        if not isinstance(target, str):
+            continue
+        resource_type, _, id = target.partition("/")
+        try:
+            if resource_type == "Organization":
+                return repo.read("Organization", id).resource()
+            if resource_type == "PractitionerRole":
+                role = repo.read("PractitionerRole", id).resource()
+                organization = (role.get("organization") or {}).get("reference", "")
+                if organization.startswith("Organization/"):
+                    return repo.read("Organization", organization.partition("/")[2]).resource()
+        except FhirError:
+            continue
+    return None
+
+
+def open_episodes(repo: Repository, patient_id: str) -> list[dict]:
+    """The member's program EpisodeOfCare(s) that are not finished or cancelled."""
+    return search(repo, "EpisodeOfCare", [("patient", f"Patient/{patient_id}"), ("status", ",".join(OPEN_EPISODE)),
+                                          ("type", f"{PROGRAM_SYSTEM}|{PROGRAM['code']}")])
