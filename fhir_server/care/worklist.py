@@ -5,7 +5,8 @@ a referral Task, a care plan, an alert), `for` the member, `owner` the coordinat
 pressing it is, `restriction.period.end` when it is due, and `reasonCode.text` why it is on the list and
 at that priority, in words. Items come from:
 
-- outreach: the coordinator's open outreach Tasks, due at their callback time (or when opened);
+- outreach: the coordinator's open outreach Tasks, due at their callback time (or when opened); one with
+  no call yet is a new candidate, assigned to the coordinator by giving them the Task;
 - referrals: open referral Tasks of the coordinator's members with no change (`lastModified`, else the
   version's lastUpdated) in 14 days;
 - care plans: the members' active program care plans whose review falls due within 7 days;
@@ -69,7 +70,8 @@ def _outreach(repo: Repository, owners: list[str], now: datetime) -> list[_Item]
     for task in tasks:
         callback = ((task.get("restriction") or {}).get("period") or {}).get("start")
         due = instant(callback or task.get("authoredOn") or task["meta"]["lastUpdated"])
-        what = "callback" if callback else "outreach call"
+        # An outreach Task with no call yet is a candidate assigned to the coordinator, to call first.
+        what = "callback" if callback else "outreach call" if task.get("output") else "first call to a new candidate"
         if due < now:
             priority, when = "asap", f"overdue since {due.date().isoformat()}"
         elif due - now <= timedelta(days=1):

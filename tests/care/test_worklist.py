@@ -33,11 +33,13 @@ def _enroll(client, member: str) -> dict[str, str]:
 
 
 def _outreach(id: str, member: str, owner: str, callback: str | None) -> dict:
-    task = {"resourceType": "Task", "id": id, "status": "in-progress", "intent": "order",
+    """An outreach Task; with no callback, one that no call has been logged on yet (a new candidate)."""
+    task = {"resourceType": "Task", "id": id, "status": "in-progress" if callback else "requested", "intent": "order",
             "code": {"coding": [{"system": BASE + "CodeSystem/cw-program", "code": "outreach-call"}]},
             "for": {"reference": f"Patient/{member}"}, "authoredOn": _at(-3), "owner": {"reference": owner}}
     if callback:
-        task["restriction"] = {"period": {"start": callback}}
+        task |= {"restriction": {"period": {"start": callback}},
+                 "output": [{"type": {"text": "call"}, "valueReference": {"reference": f"Communication/{id}"}}]}
     return task
 
 
@@ -116,7 +118,10 @@ def test_only_the_coordinators_own_work(client):
     load(client)
     _put(client, _outreach("mine", "bob", "Practitioner/rn", _at(-1)),
          _outreach("theirs", "bob", "Practitioner/dr-in", _at(-1)),
+         _outreach("assigned", "cat", "Practitioner/rn", None),
          _referral("not-my-member", "ann", _at(-30)))
-    assert [t["focus"]["reference"] for t in _worklist(client)] == ["Task/mine"]
+    assert _summary(_worklist(client)) == [  # equal priority and risk: the longer overdue first
+        ("asap", "Task/assigned", f"first call to a new candidate overdue since {_at(-3)[:10]}"),
+        ("asap", "Task/mine", f"callback overdue since {_at(-1)[:10]}")]
     assert [t["focus"]["reference"] for t in _worklist(client, "dr-in")] == ["Task/theirs"]
     assert client.get("/fhir/Practitioner/rn/$worklist?count=3").status_code == 400
