@@ -33,11 +33,11 @@ from fhir_server.care.program import (
     OPEN_EPISODE,
     PROGRAM,
     PROGRAM_SYSTEM,
+    every,
     read_named,
 )
 from fhir_server.fhir.errors import FhirError, Issue
 from fhir_server.fhir.terminology.valueset import expand
-from fhir_server.search.parse import parse_query
 from fhir_server.store.repository import Repository
 from fhir_server.store.terminology import StoredTerminology
 
@@ -52,7 +52,6 @@ MEASURES = {
     "activeMedications": ("polypharmacy", "Polypharmacy"),
     "charlsonIndex": ("charlson-index", "Charlson comorbidity index"),
 }
-_PAGE = 1000  # resources per search page
 _BATCH = 400  # members per search, as OR-ed patient references
 _CLINICAL_ACTIVE = frozenset({"active", "recurrence", "relapse"})  # condition-clinical codes of a live problem
 _NOT_A_CONDITION = frozenset({"refuted", "entered-in-error"})  # condition-ver-status
@@ -214,31 +213,19 @@ def _codes(terminology: StoredTerminology, url: str) -> frozenset[tuple[str, str
 # -- reading in bulk ----------------------------------------------------------------------------------------
 
 
-def _every(repo: Repository, resource_type: str, params: list[tuple[str, str]]) -> Iterator[dict]:
-    """Every match of a search, page after page."""
-    query = parse_query(resource_type, [*params, ("_total", "none")])
-    cursor = None
-    while True:
-        page = repo.search(query, count=_PAGE, cursor=cursor)
-        for stored in page.resources:
-            yield stored.resource()
-        cursor = page.next_cursor
-        if cursor is None:
-            return
-
 
 def _members(repo: Repository, practice: str | None) -> Iterator[tuple[str, dict]]:
     """Every Patient the caller may read; with `practice`, those whose generalPractitioner is the practice
     or a PractitionerRole at it (as care/program.py's member_practice reads it)."""
     if practice is None:
-        yield from ((p["id"], p) for p in _every(repo, "Patient", []))
+        yield from ((p["id"], p) for p in every(repo, "Patient", []))
         return
     organization = read_named(repo, practice, ("Organization",), "practice")
     reference = f"Organization/{organization['id']}"
-    roles = [f"PractitionerRole/{r['id']}" for r in _every(repo, "PractitionerRole", [("organization", reference)])]
+    roles = [f"PractitionerRole/{r['id']}" for r in every(repo, "PractitionerRole", [("organization", reference)])]
     seen = set()
     for batch in _batches([reference, *roles]):
-        for patient in _every(repo, "Patient", [("general-practitioner", ",".join(batch))]):
+        for patient in every(repo, "Patient", [("general-practitioner", ",".join(batch))]):
             if patient["id"] not in seen:
                 seen.add(patient["id"])
                 yield patient["id"], patient
@@ -283,7 +270,7 @@ def _records(repo: Repository, rules: Rules, as_of: date, ids: list[str],
             ("ServiceRequest", "subject", "hospice_requests", [("status", "active"), ("code", hospice_codes)]),
         ]
         for resource_type, subject, kept, params in searches:
-            for resource in _every(repo, resource_type, [patients, *params]):
+            for resource in every(repo, resource_type, [patients, *params]):
                 owner = _patient_id(resource.get(subject))
                 if owner is not None:
                     getattr(records[owner], kept).append(resource)

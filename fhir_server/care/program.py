@@ -6,6 +6,7 @@ Everything here reads through the Repository protocol, so under the caller's gra
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -79,6 +80,19 @@ def search(repo: Repository, resource_type: str, params: list[tuple[str, str]], 
     """The first `count` matches of a search written as query parameters, under the caller's grant."""
     query = parse_query(resource_type, [*params, ("_total", "none")])
     return [stored.resource() for stored in repo.search(query, count=count).resources]
+
+
+def every(repo: Repository, resource_type: str, params: list[tuple[str, str]], page: int = 1000) -> Iterator[dict]:
+    """Every match of a search written as query parameters, page after page, under the caller's grant."""
+    query = parse_query(resource_type, [*params, ("_total", "none")])
+    cursor = None
+    while True:
+        found = repo.search(query, count=page, cursor=cursor)
+        for stored in found.resources:
+            yield stored.resource()
+        cursor = found.next_cursor
+        if cursor is None:
+            return
 
 
 def participation_status(organization: dict) -> str | None:

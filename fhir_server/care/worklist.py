@@ -10,7 +10,8 @@ at that priority, in words. Items come from:
 - referrals: open referral Tasks of the coordinator's members with no change (`lastModified`, else the
   version's lastUpdated) in 14 days;
 - care plans: the members' active program care plans whose review falls due within 7 days;
-- alerts: DetectedIssues about the members that nobody has acted on (no mitigation).
+- alerts: DetectedIssues about the members that nobody has acted on (no mitigation);
+- care gaps: the members' open gaps (care/care_gaps.py), urgent when a result is out of control.
 
 The order is by priority, then by the member's clinical risk (their active conditions), then by due
 date, then by what the item is on, so the same data always gives the same list.
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
+from fhir_server.care.care_gaps import open_gaps
 from fhir_server.care.careplan import APPROVED, REVIEW_INTERVAL, REVIEWED
 from fhir_server.care.outreach import OPEN_TASK
 from fhir_server.care.program import OPEN_EPISODE, PROGRAM, PROGRAM_SYSTEM, instant, search
@@ -35,6 +37,7 @@ WORKLIST_ITEM = {"system": PROGRAM_SYSTEM, "code": "worklist-item", "display": "
 _BATCH = 100  # members per search of their resources
 _OPEN_REFERRAL = ("requested", "received", "accepted", "ready", "in-progress", "on-hold")
 _ALERT_PRIORITY = {"high": "asap", "moderate": "urgent", "low": "routine"}
+_URGENT_GAPS = frozenset({"diabetes-hba1c-poor-control", "hypertension-bp-uncontrolled"})  # a result out of control
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def worklist(repo: Repository, practitioner_id: str, now: datetime | None = None
         ("care-manager", coordinator), ("status", ",".join(OPEN_EPISODE)),
         ("type", f"{PROGRAM_SYSTEM}|{PROGRAM['code']}")], count=1000)})
     items = [*_outreach(repo, [coordinator, *roles], now), *_referrals(repo, members, now),
-             *_plan_reviews(repo, members, now), *_alerts(repo, members)]
+             *_plan_reviews(repo, members, now), *_alerts(repo, members), *_care_gaps(repo, members, now)]
     risk = _risk(repo, sorted({i.member for i in items if i.member}))
     items.sort(key=lambda i: (PRIORITIES.index(i.priority), -risk.get(i.member, 0), i.due, i.focus))
     return [_task(item, coordinator, risk.get(item.member, 0), now) for item in items]
@@ -126,6 +129,14 @@ def _alerts(repo: Repository, members: list[str]) -> list[_Item]:
                            _ALERT_PRIORITY.get(severity, "urgent"), raised,
                            f"{severity} alert not yet acted on: {about}"))
     return items
+
+
+def _care_gaps(repo: Repository, members: list[str], now: datetime) -> list[_Item]:
+    """The members' open care gaps as of today: an out-of-control result is urgent, a missing test routine."""
+    return [_Item(f"care-gap:{gap.code}", gap.last_result or member, member,
+                  "urgent" if gap.code in _URGENT_GAPS else "routine", datetime.combine(gap.due, time(), UTC),
+                  gap.evidence)
+            for member, gaps in open_gaps(repo, members, now.date()).items() for gap in gaps]
 
 
 def _risk(repo: Repository, members: list[str]) -> Counter:

@@ -39,8 +39,10 @@ def _parts(parameters: dict) -> dict[str, object]:
 
 
 def _worklist(client) -> list[tuple[str, str]]:
+    """The coordinator's worklist but its care gaps (Dee has no results on file, so she has several)."""
     bundle = _ok(client.get("/fhir/Practitioner/rn/$worklist"))
-    return [(e["resource"]["priority"], e["resource"]["focus"]["reference"]) for e in bundle.get("entry", [])]
+    return [(e["resource"]["priority"], e["resource"]["focus"]["reference"]) for e in bundle.get("entry", [])
+            if not e["resource"]["identifier"][0]["value"].startswith("care-gap:")]
 
 
 def _versions(client, reference: str) -> list[str]:

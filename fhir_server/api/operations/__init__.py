@@ -14,11 +14,13 @@ from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.operations import careplan
 from fhir_server.api.operations.care_candidates import care_candidates
+from fhir_server.api.operations.care_gaps import care_gaps
 from fhir_server.api.operations.enroll import disenroll_operation, enroll_operation
 from fhir_server.api.operations.everything import everything
 from fhir_server.api.operations.expand import expand_operation
 from fhir_server.api.operations.log_outreach import log_outreach
 from fhir_server.api.operations.lookup import lookup
+from fhir_server.api.operations.medication_review import medication_review
 from fhir_server.api.operations.participation import participation
 from fhir_server.api.operations.subsumes import subsumes
 from fhir_server.api.operations.translate import translate_operation
@@ -68,6 +70,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("review", ("CarePlan",), False, True, careplan.review, _PROGRAM + "review", affects_state=True),
     Operation("close", ("CarePlan",), False, True, careplan.close, _PROGRAM + "close", affects_state=True),
     Operation("worklist", ("Practitioner",), False, True, worklist, _PROGRAM + "worklist"),
+    Operation("care-gaps", ("Patient",), False, True, care_gaps, _PROGRAM + "care-gaps"),
+    Operation("medication-review", ("Patient",), False, True, medication_review, _PROGRAM + "medication-review",
+              affects_state=True),
 )
 
 

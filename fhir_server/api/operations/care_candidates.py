@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
@@ -15,7 +14,6 @@ from fhir_server.fhir.errors import bad_request
 DECLARED = frozenset({"practice", "count", "asOf"})
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def care_candidates(req: FhirRequest, ctx: Context, resource_type: str, id: str | None) -> FhirResponse:
@@ -25,23 +23,13 @@ def care_candidates(req: FhirRequest, ctx: Context, resource_type: str, id: str 
         count = DEFAULT_COUNT
     elif count > MAX_COUNT:
         raise bad_request(f"count is at most {MAX_COUNT}, not {count}", "count")
-    ranking = find_candidates(ctx.repo, load_rules(ctx.program.candidate_rules), _as_of(inputs.text("asOf")),
-                              inputs.reference("practice"), count)
+    as_of = inputs.day("asOf") or datetime.now(UTC).date()
+    ranking = find_candidates(ctx.repo, load_rules(ctx.program.candidate_rules), as_of, inputs.reference("practice"),
+                              count)
     answer = parameters({"name": "total", "valueInteger": ranking.qualified},
                         *(_candidate(c, rank) for rank, c in enumerate(ranking.candidates, start=1)))
     return FhirResponse(200, answer, interaction="operation", resource_type="Patient")
 
-
-def _as_of(text: str | None) -> date:
-    """asOf is a full date (YYYY-MM-DD); today (UTC) when not given."""
-    if text is None:
-        return datetime.now(UTC).date()
-    try:
-        if not _DATE.fullmatch(text):
-            raise ValueError
-        return date.fromisoformat(text)
-    except ValueError:
-        raise bad_request(f"asOf is a date written YYYY-MM-DD, not {text!r}", "asOf") from None
 
 
 def _candidate(candidate: Candidate, rank: int) -> dict:

@@ -7,11 +7,15 @@ add to it. Every name must be one the operation declares, and a name it takes on
 
 from __future__ import annotations
 
+import re
+from datetime import date
+
 from fhir_server.api.messages import FhirRequest
 from fhir_server.fhir.errors import bad_request, error
 from fhir_server.fhir.models import validate_resource
 
 _FORMAT_PARAMETERS = frozenset({"_format", "_pretty"})
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class Inputs:
@@ -76,6 +80,18 @@ class Inputs:
         if not (text.isascii() and text.isdigit()):
             raise bad_request(f"{name} is a non-negative integer, not {text!r}", name)
         return int(text)
+
+    def day(self, name: str) -> date | None:
+        """A date input, written YYYY-MM-DD (datatypes.html#date, a full date)."""
+        text = self.text(name)
+        if text is None:
+            return None
+        try:
+            if not _FULL_DATE.fullmatch(text):
+                raise ValueError
+            return date.fromisoformat(text)
+        except ValueError:
+            raise bad_request(f"{name} is a date written YYYY-MM-DD, not {text!r}", name) from None
 
     def resource(self, name: str, resource_type: str) -> dict | None:
         for part in self._parts(name):
