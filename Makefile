@@ -63,6 +63,7 @@ test: $(STAMP) $(SMART_JS_STAMP) $(R4_EXAMPLES_PACKAGE)
 bench: $(STAMP)
 	$(BIN)/python -m bench.validation
 	$(BIN)/python -m bench.candidates
+	$(BIN)/python -m bench.medication_review
 	$(BIN)/python -m bench.run
 
 lint: $(STAMP)
