@@ -21,8 +21,10 @@ from fhir_server.auth.pages import launch_routes
 from fhir_server.auth.revocation import RevocationList
 from fhir_server.auth.routes import auth_routes, auth_urls
 from fhir_server.auth.server import SmartAuthorizationServer
+from fhir_server.care.candidates import load_rules
 from fhir_server.care.program import ProgramSettings
-from fhir_server.config import AuthMode, Settings, load_settings
+from fhir_server.config import AuthMode, Settings, SettingsError, load_settings
+from fhir_server.fhir.errors import FhirError
 from fhir_server.store.audit import AuditLog
 from fhir_server.store.db import database_label, make_engine
 from fhir_server.store.migrate import is_current
@@ -57,6 +59,10 @@ def settle_heap() -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
+    try:
+        load_rules(settings.candidate_rules)  # a rules file that cannot be used stops the start, not a request
+    except FhirError as exc:
+        raise SettingsError(f"invalid settings:\n  FHIR_CANDIDATE_RULES: {exc.issues[0].diagnostics}") from None
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
 
     @asynccontextmanager

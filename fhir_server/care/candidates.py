@@ -104,8 +104,9 @@ class Rules:
 
 
 def load_rules(path: str | None = None) -> Rules:
-    """The rules in `path`, or the shipped ones; read once per process. A file that cannot be used is a
-    500 naming it, since it is the server's configuration that is wrong, not the request."""
+    """The rules in `path`, or the shipped ones; read once per process. The app reads them as it starts
+    (app.py), so a file that cannot be used stops the start; here it is a 500 naming the file, since it is
+    the server's configuration that is wrong, not the request."""
     return _load(str(path or RULES_FILE))
 
 
