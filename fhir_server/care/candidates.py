@@ -33,6 +33,7 @@ from fhir_server.care.program import (
     OPEN_EPISODE,
     PROGRAM,
     PROGRAM_SYSTEM,
+    codings,
     every,
     read_named,
 )
@@ -299,7 +300,7 @@ def _assess(rules: Rules, as_of: date, id: str, patient: dict, record: _Record,
     conditions = [c for c in record.conditions if _active(c, as_of)]
     if _enrolled(record) or _declined(rules, as_of, record) or _in_hospice(rules, as_of, record, conditions, hospice):
         return None
-    groups = sorted({i for c in conditions for key in _codings(c.get("code")) for i in group_of.get(key, ())})
+    groups = sorted({i for c in conditions for key in codings(c.get("code")) for i in group_of.get(key, ())})
     stays, visits, discharged = _hospital_use(rules, as_of, record.encounters)
     medications = _medications(as_of, record.medications)
     measures = {"chronicConditions": len(groups), "inpatientStays": stays, "emergencyVisits": visits,
@@ -335,14 +336,14 @@ def _counted(n: int, noun: str) -> str:
 def _active(condition: dict, as_of: date) -> bool:
     """A problem the member has on `as_of`: clinicalStatus active, recurrence or relapse, or none given and
     not abated; neither refuted nor entered in error; begun (onset, else recorded) by then."""
-    verification = {c for _, c in _codings(condition.get("verificationStatus"))}
+    verification = {c for _, c in codings(condition.get("verificationStatus"))}
     if verification & _NOT_A_CONDITION:
         return False
     began = _day(condition.get("onsetDateTime") or (condition.get("onsetPeriod") or {}).get("start")
                  or condition.get("recordedDate"))
     if began is not None and began > as_of:
         return False
-    status = {c for _, c in _codings(condition.get("clinicalStatus"))}
+    status = {c for _, c in codings(condition.get("clinicalStatus"))}
     if status:
         return bool(status & _CLINICAL_ACTIVE)
     return not any(key.startswith("abatement") for key in condition)
@@ -361,9 +362,9 @@ def _declined(rules: Rules, as_of: date, record: _Record) -> bool:
                 _day((episode.get("period") or {}).get("end")), since, as_of):
             reasons = [e.get("valueCodeableConcept") for e in episode.get("extension") or []
                        if e.get("url") == DISENROLLMENT_URL]
-            if any((DISENROLLMENT_SYSTEM, "member-request") in _codings(r) for r in reasons):
+            if any((DISENROLLMENT_SYSTEM, "member-request") in codings(r) for r in reasons):
                 return True
-    return any((OUTCOME_SYSTEM, "declined") in _codings(call.get("statusReason"))
+    return any((OUTCOME_SYSTEM, "declined") in codings(call.get("statusReason"))
                and call_party(call) in (None, "member") and _within(_day(call.get("sent")), since, as_of)
                for call in record.calls)
 
@@ -374,7 +375,7 @@ def _in_hospice(rules: Rules, as_of: date, record: _Record, conditions: list[dic
     active Condition coded from the hospice ValueSet; or a discharge to hospice within the months given."""
     def coded(concepts: object) -> bool:
         return any(key in hospice for concept in (concepts if isinstance(concepts, list) else [concepts])
-                   for key in _codings(concept))
+                   for key in codings(concept))
 
     since = months_before(as_of, rules.hospice_discharge_months)
     return (any(e.get("status") == "active" and coded(e.get("type")) for e in record.episodes)
@@ -422,8 +423,8 @@ def _medications(as_of: date, requests: list[dict]) -> set[tuple[str | None, str
             continue
         concept = resource.get("medicationCodeableConcept")
         if isinstance(concept, dict):
-            codings = _codings(concept)
-            key = codings[0] if codings else (None, str(concept.get("text")))
+            coded = codings(concept)
+            key = coded[0] if coded else (None, str(concept.get("text")))
         else:
             key = (None, str((resource.get("medicationReference") or {}).get("reference")))
         found.add(key)
@@ -435,7 +436,7 @@ def _charlson(rules: Rules, conditions: list[dict]) -> int:
     each once, without the categories a present one supersedes (Quan 2011)."""
     present = set()
     for condition in conditions:
-        for system, code in _codings(condition.get("code")):
+        for system, code in codings(condition.get("code")):
             bare = code.replace(".", "")
             for category in rules.categories:
                 if (system in rules.icd10_systems and bare.startswith(category.prefixes)) or (
@@ -448,16 +449,9 @@ def _charlson(rules: Rules, conditions: list[dict]) -> int:
 # -- small readers ------------------------------------------------------------------------------------------
 
 
-def _codings(concept: object) -> list[tuple[str | None, str]]:
-    """(system, code) of a CodeableConcept's codings."""
-    if not isinstance(concept, dict):
-        return []
-    return [(c.get("system"), c["code"]) for c in concept.get("coding") or []
-            if isinstance(c, dict) and isinstance(c.get("code"), str)]
-
 
 def _is_program(episode: dict) -> bool:
-    return any((PROGRAM_SYSTEM, PROGRAM["code"]) in _codings(t) for t in episode.get("type") or [])
+    return any((PROGRAM_SYSTEM, PROGRAM["code"]) in codings(t) for t in episode.get("type") or [])
 
 
 def _name(patient: dict) -> str | None:

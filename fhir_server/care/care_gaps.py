@@ -34,7 +34,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from fhir_server.care.candidates import months_before
-from fhir_server.care.program import BASE, every
+from fhir_server.care.program import BASE, codings, every
 from fhir_server.fhir.errors import FhirError, Issue
 from fhir_server.fhir.terminology.valueset import expand
 from fhir_server.store.repository import Repository
@@ -248,7 +248,7 @@ def _read(repo: Repository, batch: list[str], as_of: date,
     for condition in every(repo, "Condition", [patients, ("clinical-status", _CLINICAL_ACTIVE)]):
         member = members.get((condition.get("subject") or {}).get("reference"))
         if member is not None and _active(condition, as_of):
-            for key in _codings(condition.get("code")):
+            for key in codings(condition.get("code")):
                 for group in groups.get(key, ()):
                     member.conditions[group].append(f"Condition/{condition['id']}")
     _read_results(repo, members, patients, as_of)
@@ -277,9 +277,9 @@ def _read_results(repo: Repository, members: dict[str, _Member], patients: tuple
         if patient not in members or when is None or day is None or day > as_of:
             continue
         found = _Result(day, when, f"Observation/{observation['id']}", _quantity(observation))
-        loinc = {c for s, c in _codings(observation.get("code")) if s == LOINC}
+        loinc = {c for s, c in codings(observation.get("code")) if s == LOINC}
         if loinc & set(BP_PANELS):
-            parts = {c: _quantity(p) for p in observation.get("component") or [] for s, c in _codings(p.get("code"))
+            parts = {c: _quantity(p) for p in observation.get("component") or [] for s, c in codings(p.get("code"))
                      if s == LOINC and c in (SYSTOLIC, DIASTOLIC)}
             members[patient].results["bp"].append(_Result(day, when, found.reference, parts.get(SYSTOLIC),
                                                           parts.get(DIASTOLIC)))
@@ -299,18 +299,12 @@ def _read_results(repo: Repository, members: dict[str, _Member], patients: tuple
 
 def _active(condition: dict, as_of: date) -> bool:
     """Neither refuted nor entered in error, and begun (onset, else recorded) by `as_of`."""
-    if {c for _, c in _codings(condition.get("verificationStatus"))} & _NOT_A_CONDITION:
+    if {c for _, c in codings(condition.get("verificationStatus"))} & _NOT_A_CONDITION:
         return False
     began = _day(condition.get("onsetDateTime") or (condition.get("onsetPeriod") or {}).get("start")
                  or condition.get("recordedDate"))
     return began is None or began <= as_of
 
-
-def _codings(concept: object) -> list[tuple[str | None, str]]:
-    if not isinstance(concept, dict):
-        return []
-    return [(c.get("system"), c["code"]) for c in concept.get("coding") or []
-            if isinstance(c, dict) and isinstance(c.get("code"), str)]
 
 
 def _effective(observation: dict) -> str | None:

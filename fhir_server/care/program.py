@@ -56,6 +56,14 @@ def instant(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def codings(concept: object) -> list[tuple[str | None, str]]:
+    """(system, code) of a CodeableConcept's codings that have a code."""
+    if not isinstance(concept, dict):
+        return []
+    return [(c.get("system"), c["code"]) for c in concept.get("coding") or []
+            if isinstance(c, dict) and isinstance(c.get("code"), str)]
+
+
 def reference_parts(reference: str, allowed: tuple[str, ...], name: str) -> tuple[str, str]:
     """(type, id) of a relative literal reference to one of `allowed`; 400 naming the input otherwise."""
     resource_type, _, id = reference.partition("/")
