@@ -66,6 +66,22 @@ def token_condition(col_system, col_code, value: v.TokenValue) -> ColumnElement[
     return and_(*conditions) if conditions else true()
 
 
+def tokens_condition(col_system, col_code, values: list[v.TokenValue]) -> ColumnElement[bool]:
+    """Any of `values`: those naming both system and code as one `code IN (...)` per system, so that a long
+    list (a ValueSet's codes) stays a shallow expression, which SQLite's parser needs (depth at most 1000)."""
+    by_system: dict[str | None, list[str]] = {}
+    rest = []
+    for value in values:
+        if value.code is not None and value.system_given:
+            by_system.setdefault(value.system, []).append(index_value(value.code))
+        else:
+            rest.append(token_condition(col_system, col_code, value))
+    grouped = [and_(col_system.is_(None) if system is None else col_system == index_value(system),
+                    col_code.in_(codes) if len(codes) > 1 else col_code == codes[0])
+               for system, codes in by_system.items()]
+    return or_(*grouped, *rest)
+
+
 def range_condition(start, end, prefix: str, s_start, s_end, *, approx: tuple | None = None) -> ColumnElement[bool]:
     """A stored range [start, end) against a search range [s_start, s_end) (search.html#prefix).
 
@@ -199,9 +215,9 @@ def _index_rows(criterion: Criterion, now: datetime) -> tuple[Table, str, Column
         if modifier == "text":
             return S, f"{name}:text", or_(*(string_condition(S.c.value, S.c.exact, x, None) for x in values)), False
         param = f"{name}:of-type" if modifier == "of-type" else name
-        return T, param, or_(*(token_condition(T.c.system, T.c.code, x) for x in values)), _negated(criterion)
+        return T, param, tokens_condition(T.c.system, T.c.code, list(values)), _negated(criterion)
     if criterion.type == "reference" and modifier == "identifier":
-        return T, f"{name}:identifier", or_(*(token_condition(T.c.system, T.c.code, x) for x in values)), False
+        return T, f"{name}:identifier", tokens_condition(T.c.system, T.c.code, list(values)), False
     return table, name, or_(*(_ROW_CONDITIONS[criterion.type](criterion, x, now) for x in values)), False
 
 
