@@ -34,6 +34,7 @@ from fhir_server.care.program import (
     PROGRAM,
     PROGRAM_SYSTEM,
     codings,
+    day_of,
     every,
     read_named,
 )
@@ -339,8 +340,8 @@ def _active(condition: dict, as_of: date) -> bool:
     verification = {c for _, c in codings(condition.get("verificationStatus"))}
     if verification & _NOT_A_CONDITION:
         return False
-    began = _day(condition.get("onsetDateTime") or (condition.get("onsetPeriod") or {}).get("start")
-                 or condition.get("recordedDate"))
+    began = day_of(condition.get("onsetDateTime") or (condition.get("onsetPeriod") or {}).get("start")
+                   or condition.get("recordedDate"), partial=True)
     if began is not None and began > as_of:
         return False
     status = {c for _, c in codings(condition.get("clinicalStatus"))}
@@ -359,13 +360,14 @@ def _declined(rules: Rules, as_of: date, record: _Record) -> bool:
     since = months_before(as_of, rules.declined_months)
     for episode in record.episodes:
         if episode.get("status") in _EPISODE_ENDED and _is_program(episode) and _within(
-                _day((episode.get("period") or {}).get("end")), since, as_of):
+                day_of((episode.get("period") or {}).get("end"), partial=True), since, as_of):
             reasons = [e.get("valueCodeableConcept") for e in episode.get("extension") or []
                        if e.get("url") == DISENROLLMENT_URL]
             if any((DISENROLLMENT_SYSTEM, "member-request") in codings(r) for r in reasons):
                 return True
     return any((OUTCOME_SYSTEM, "declined") in codings(call.get("statusReason"))
-               and call_party(call) in (None, "member") and _within(_day(call.get("sent")), since, as_of)
+               and call_party(call) in (None, "member")
+               and _within(day_of(call.get("sent"), partial=True), since, as_of)
                for call in record.calls)
 
 
@@ -383,7 +385,8 @@ def _in_hospice(rules: Rules, as_of: date, record: _Record, conditions: list[dic
             or any(coded(r.get("code")) for r in record.hospice_requests)
             or any(coded(c.get("code")) for c in conditions)
             or any(coded((e.get("hospitalization") or {}).get("dischargeDisposition"))
-                   and _within(_day((e.get("period") or {}).get("end")), since, as_of) for e in record.encounters))
+                   and _within(day_of((e.get("period") or {}).get("end"), partial=True), since, as_of)
+                   for e in record.encounters))
 
 
 def _hospital_use(rules: Rules, as_of: date, encounters: list[dict]) -> tuple[int, int, int | None]:
@@ -395,7 +398,7 @@ def _hospital_use(rules: Rules, as_of: date, encounters: list[dict]) -> tuple[in
         if encounter.get("status") in _ENCOUNTER_DID_NOT_HAPPEN:
             continue
         period = encounter.get("period") or {}
-        began, ended = _day(period.get("start")), _day(period.get("end"))
+        began, ended = day_of(period.get("start"), partial=True), day_of(period.get("end"), partial=True)
         if began is None or began > as_of:
             continue
         day = min(ended or began, as_of)
@@ -417,8 +420,8 @@ def _medications(as_of: date, requests: list[dict]) -> set[tuple[str | None, str
     `as_of`: by the first coding of the medication's code, else its text or reference."""
     found = set()
     for resource in requests:
-        began = _day(resource.get("authoredOn") or resource.get("effectiveDateTime")
-                     or (resource.get("effectivePeriod") or {}).get("start"))
+        began = day_of(resource.get("authoredOn") or resource.get("effectiveDateTime")
+                       or (resource.get("effectivePeriod") or {}).get("start"), partial=True)
         if began is not None and began > as_of:
             continue
         concept = resource.get("medicationCodeableConcept")
@@ -462,14 +465,6 @@ def _name(patient: dict) -> str | None:
     return None
 
 
-def _day(text: object) -> date | None:
-    """The calendar day a FHIR date or dateTime names (its first day when partial), as written."""
-    if not isinstance(text, str) or len(text) < 4:
-        return None
-    try:
-        return date.fromisoformat(text[:10] if len(text) >= 10 else text + "-01-01"[len(text) - 4:])
-    except ValueError:
-        return None
 
 
 def _within(day: date | None, since: date, as_of: date) -> bool:

@@ -34,7 +34,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from fhir_server.care.candidates import months_before
-from fhir_server.care.program import BASE, codings, every
+from fhir_server.care.program import BASE, codings, day_of, every
 from fhir_server.fhir.errors import FhirError, Issue
 from fhir_server.fhir.terminology.valueset import expand
 from fhir_server.store.repository import Repository
@@ -258,7 +258,7 @@ def _read(repo: Repository, batch: list[str], as_of: date,
                 patients, ("status", "completed"), ("date", f"ge{start}"), ("date", f"le{as_of}"),
                 ("vaccine-code", ",".join(f"{CVX}|{c}" for c in INFLUENZA_CVX))]):
             member = members.get((immunization.get("patient") or {}).get("reference"))
-            day = _day(immunization.get("occurrenceDateTime"))
+            day = day_of(immunization.get("occurrenceDateTime"))
             if member is not None and day is not None and start <= day <= as_of:
                 member.vaccinated = True
     return members
@@ -273,7 +273,7 @@ def _read_results(repo: Repository, members: dict[str, _Member], patients: tuple
     for observation in every(repo, "Observation", [patients, ("status", _FINAL), ("code", codes),
                                                     ("date", f"le{as_of}")]):
         patient, when = (observation.get("subject") or {}).get("reference"), _effective(observation)
-        day = _day(when)
+        day = day_of(when)
         if patient not in members or when is None or day is None or day > as_of:
             continue
         found = _Result(day, when, f"Observation/{observation['id']}", _quantity(observation))
@@ -301,7 +301,7 @@ def _active(condition: dict, as_of: date) -> bool:
     """Neither refuted nor entered in error, and begun (onset, else recorded) by `as_of`."""
     if {c for _, c in codings(condition.get("verificationStatus"))} & _NOT_A_CONDITION:
         return False
-    began = _day(condition.get("onsetDateTime") or (condition.get("onsetPeriod") or {}).get("start")
+    began = day_of(condition.get("onsetDateTime") or (condition.get("onsetPeriod") or {}).get("start")
                  or condition.get("recordedDate"))
     return began is None or began <= as_of
 
@@ -317,11 +317,3 @@ def _effective(observation: dict) -> str | None:
 def _quantity(element: dict) -> Decimal | None:
     value = (element.get("valueQuantity") or {}).get("value")
     return Decimal(str(value)) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else None
-
-
-def _day(text: object) -> date | None:
-    """The calendar day a FHIR date or dateTime names, as written; None when it is partial."""
-    try:
-        return date.fromisoformat(text[:10]) if isinstance(text, str) and len(text) >= 10 else None
-    except ValueError:
-        return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from fhir_server.fhir.errors import FhirError, Issue, error
 from fhir_server.search.parse import parse_query
@@ -54,6 +54,17 @@ def instant(text: str) -> datetime:
         text += {4: "-01-01", 7: "-01"}.get(len(text), "")
     when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def day_of(text: object, partial: bool = False) -> date | None:
+    """The calendar day a FHIR date or dateTime names, as written (its time zone is not applied). A partial
+    date (YYYY, YYYY-MM) names its first day when `partial`, else no day."""
+    if not isinstance(text, str) or len(text) < (4 if partial else 10):
+        return None
+    try:
+        return date.fromisoformat(text[:10] if len(text) >= 10 else text + "-01-01"[len(text) - 4:])
+    except ValueError:
+        return None
 
 
 def codings(concept: object) -> list[tuple[str | None, str]]:
