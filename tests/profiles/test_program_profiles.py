@@ -57,6 +57,8 @@ EXPANSIONS["cw-care-gap"] = {(CS + "cw-care-gap", c) for c in (
     "diabetes-hba1c-missing", "diabetes-hba1c-poor-control", "hypertension-bp-missing", "hypertension-bp-uncontrolled",
     "heart-failure-weight-missing", "heart-failure-ef-missing", "ckd-egfr-missing", "ckd-uacr-missing",
     "influenza-vaccine-missing")}
+EXPANSIONS["cw-teach-back-outcome"] = {(CS + "cw-teach-back-outcome", c) for c in (
+    "understood", "partly-understood", "not-understood", "declined")}
 # $care-candidates' chronic condition groups and hospice codes list their codes one by one (the server holds neither
 # ICD-10-CM nor SNOMED CT), so each expands to exactly the codes it lists; tests/care checks a few by hand.
 EXPANSIONS |= {vs["id"]: {(rule["system"], c["code"]) for rule in vs["compose"]["include"] for c in rule["concept"]}

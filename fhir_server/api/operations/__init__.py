@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.operations import careplan
+from fhir_server.api.operations.assign_education import assign_education
 from fhir_server.api.operations.care_candidates import care_candidates
 from fhir_server.api.operations.care_gaps import care_gaps
 from fhir_server.api.operations.enroll import disenroll_operation, enroll_operation
@@ -22,6 +23,7 @@ from fhir_server.api.operations.log_outreach import log_outreach
 from fhir_server.api.operations.lookup import lookup
 from fhir_server.api.operations.medication_review import medication_review
 from fhir_server.api.operations.participation import participation
+from fhir_server.api.operations.record_teach_back import record_teach_back
 from fhir_server.api.operations.subsumes import subsumes
 from fhir_server.api.operations.translate import translate_operation
 from fhir_server.api.operations.validate import validate
@@ -72,6 +74,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("worklist", ("Practitioner",), False, True, worklist, _PROGRAM + "worklist"),
     Operation("care-gaps", ("Patient",), False, True, care_gaps, _PROGRAM + "care-gaps"),
     Operation("medication-review", ("Patient",), False, True, medication_review, _PROGRAM + "medication-review",
+              affects_state=True),
+    Operation("assign-education", ("Patient",), False, True, assign_education, _PROGRAM + "assign-education",
+              affects_state=True),
+    Operation("record-teach-back", ("Task",), False, True, record_teach_back, _PROGRAM + "record-teach-back",
               affects_state=True),
 )
 
