@@ -23,6 +23,7 @@ from fhir_server.api.execute import READS, Server, execute
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.negotiate import FHIR_JSON, check_accept, parse_body, render
 from fhir_server.api.observability import AccessLog, observe
+from fhir_server.api.operations import produced_at
 from fhir_server.auth.bearer import BearerAuthenticator
 from fhir_server.fhir.errors import FhirError, Issue
 from fhir_server.store.access import ALL
@@ -53,7 +54,7 @@ def fhir_routes(server: Server, *, max_body_bytes: int, db_threads: int,
             else:
                 access, holder = authenticator.authenticate(req.headers.get("authorization"))
                 actor = replace(holder, address=address)
-            check_accept(req.headers.get("accept"), req.param("_format"))
+            check_accept(req.headers.get("accept"), req.param("_format"), produced_at(req.path))
             req.body = parse_body(content_type, raw_body, req.method)
         except FhirError as exc:
             response = FhirResponse(exc.status, exc.outcome(), headers=dict(exc.headers))
@@ -91,7 +92,7 @@ def fhir_routes(server: Server, *, max_body_bytes: int, db_threads: int,
 
     def _respond(response: FhirResponse, req: FhirRequest, started: float) -> Response:
         pretty = (req.param("_pretty") or "").lower() == "true"
-        body = render(response.body, response.raw, pretty)
+        body = response.content if response.content is not None else render(response.body, response.raw, pretty)
         headers = dict(response.headers)
         if req.method == "HEAD":  # the headers a GET would send, without its body (RFC 9110 9.3.2)
             headers["content-length"] = str(len(body))

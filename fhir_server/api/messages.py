@@ -39,11 +39,13 @@ class FhirRequest:
 
 @dataclass
 class FhirResponse:
-    """The answer: `body` (a dict that may hold orjson.Fragment parts), stored JSON text `raw`, or nothing."""
+    """The answer: `body` (a dict that may hold orjson.Fragment parts), stored JSON text `raw`, bytes in another
+    format `content` (a PDF, an HTML page; its Content-Type in `headers`), or nothing."""
 
     status: int
     body: dict | None = None
     raw: str | None = None
+    content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     interaction: str = "unknown"
     resource_type: str = ""

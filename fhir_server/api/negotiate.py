@@ -25,8 +25,9 @@ def _media_type(header: str) -> str:
     return header.split(";")[0].strip().lower()
 
 
-def check_accept(accept: str | None, format_param: str | None) -> None:
-    """406 when the client can only take a format we do not write."""
+def check_accept(accept: str | None, format_param: str | None, also: frozenset[str] = frozenset()) -> None:
+    """406 when the client can only take a format we do not write (FHIR JSON, or one of `also` the operation
+    called answers in)."""
     if format_param is not None:
         fmt = format_param.strip().lower()
         if fmt in _XML_FORMATS:
@@ -37,7 +38,7 @@ def check_accept(accept: str | None, format_param: str | None) -> None:
     if not accept:
         return
     types = {_media_type(part) for part in accept.split(",")}
-    if types & (_JSON_TYPES | {"*/*", "application/*", ""}):
+    if types & (_JSON_TYPES | also | {"*/*", "application/*", ""}):
         return
     if types & _XML_FORMATS:
         raise _xml(406, "Accept asks for XML: this server writes JSON only (application/fhir+json)")

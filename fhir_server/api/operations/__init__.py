@@ -23,6 +23,7 @@ from fhir_server.api.operations.log_outreach import log_outreach
 from fhir_server.api.operations.lookup import lookup
 from fhir_server.api.operations.medication_review import medication_review
 from fhir_server.api.operations.participation import participation
+from fhir_server.api.operations.pcp_report import pcp_report
 from fhir_server.api.operations.record_teach_back import record_teach_back
 from fhir_server.api.operations.subsumes import subsumes
 from fhir_server.api.operations.translate import translate_operation
@@ -46,6 +47,7 @@ class Operation:
     handler: Handler
     definition: str
     affects_state: bool = False
+    produces: frozenset[str] = frozenset()  # media types it answers in besides FHIR JSON (Accept may ask for them)
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -79,6 +81,8 @@ OPERATIONS: tuple[Operation, ...] = (
               affects_state=True),
     Operation("record-teach-back", ("Task",), False, True, record_teach_back, _PROGRAM + "record-teach-back",
               affects_state=True),
+    Operation("pcp-report", ("Patient",), False, True, pcp_report, _PROGRAM + "pcp-report", affects_state=True,
+              produces=frozenset({"application/pdf", "text/html"})),
 )
 
 
@@ -86,6 +90,14 @@ def find(name: str, resource_type: str, instance: bool) -> Operation | None:
     """The operation `name` callable on `resource_type` at that level."""
     return next((op for op in OPERATIONS if op.name == name and resource_type in op.resource_types
                  and (op.instance_level if instance else op.type_level)), None)
+
+
+def produced_at(path: str) -> frozenset[str]:
+    """The other media types the operation a request path calls (`.../$name`) may answer in."""
+    last = path.rstrip("/").rpartition("/")[2]
+    if not last.startswith("$"):
+        return frozenset()
+    return frozenset().union(*(op.produces for op in OPERATIONS if op.name == last[1:]))
 
 
 def operations_of(resource_type: str) -> list[Operation]:
