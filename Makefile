@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.validation
 	$(BIN)/python -m bench.candidates
 	$(BIN)/python -m bench.medication_review
+	$(BIN)/python -m bench.measures
 	$(BIN)/python -m bench.run
 
 lint: $(STAMP)

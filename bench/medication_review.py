@@ -11,11 +11,8 @@ and each interaction.
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -24,15 +21,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.corpus import iter_bundles
-from bench.ingest import IngestResult, ingest
-from bench.report import machine, splice
-from bench.server import BENCH_DATABASE, Server, analyze, fresh_database, migrate, postgres_version
+from bench.corpus_run import FHIR_JSON, loaded_server, parser, run
+from bench.ingest import IngestResult
 
-REPO = Path(__file__).resolve().parent.parent
 BEGIN = "<!-- bench-medication-review:begin -->"
 END = "<!-- bench-medication-review:end -->"
-FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 TIMEOUT_S = 120.0
 PAGE = 1000
 
@@ -91,22 +84,19 @@ def finding_of(issue: dict) -> str:
 
 
 def measure(args: argparse.Namespace, corpus: Path, tmp: Path, log: Path) -> Run:
-    with fresh_database(args.backend, args.postgres_url, tmp, args.database) as database_url:
-        migrate(database_url, log)
-        with Server(database_url, args.workers, log) as server:
-            print(f"ingesting {args.bundles or 'all'} bundles into {args.backend}", flush=True)
-            loaded = ingest(server.base_url, iter_bundles(corpus, args.bundles), args.clients)
-            analyze(database_url)
-            with httpx.Client(base_url=server.base_url, headers=FHIR_JSON, timeout=TIMEOUT_S) as client:
-                patients = members_on_two_or_more(client)
-                run = Run(args.backend, loaded, len(patients))
-                print(f"reviewing {len(patients)} members with two or more active medicines", flush=True)
-                for patient in patients:
-                    review(client, patient, run)
-    return run
+    with loaded_server(args, corpus, tmp, log) as loaded, \
+            httpx.Client(base_url=loaded.base_url, headers=FHIR_JSON, timeout=TIMEOUT_S) as client:
+        patients = members_on_two_or_more(client)
+        measured = Run(args.backend, loaded.ingest, len(patients))
+        print(f"reviewing {len(patients)} members with two or more active medicines", flush=True)
+        for patient in patients:
+            review(client, patient, measured)
+    return measured
 
 
-def render(run: Run, facts: list[tuple[str, str]], command: str) -> str:
+def render(measured: object, facts: list[tuple[str, str]], command: str) -> str:
+    assert isinstance(measured, Run)
+    run = measured
     lines = [f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Command: `{command}`", ""]
     lines += [f"- {name}: {value}" for name, value in facts] + [""]
     total = sum(run.seconds)
@@ -128,34 +118,12 @@ def render(run: Run, facts: list[tuple[str, str]], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.medication_review", description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=Path("../shared/corpora/synthea-r4.tar.gz"))
-    parser.add_argument("--bundles", type=int, default=None, help="bundles loaded; all when not given")
-    parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="maintenance database used to create and drop --database")
-    parser.add_argument("--database", default=BENCH_DATABASE, help="the database loaded (dropped after)")
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
-    args = parser.parse_args(argv)
-    corpus = REPO / args.corpus
-    if not corpus.is_file():
-        print(f"corpus not found: {corpus}", file=sys.stderr)
-        return 2
-    load_before = os.getloadavg()[0]
-    log = REPO / "bench" / "results" / "medication-review-server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
-    with tempfile.TemporaryDirectory(prefix="careweave-bench-") as tmp:
-        run = measure(args, corpus, Path(tmp), log)
-    command = shlex.join([".venv/bin/python", "-m", "bench.medication_review",
-                          *(argv if argv is not None else sys.argv[1:])])
-    version = postgres_version(args.postgres_url) if args.backend == "postgres" else "not used"
-    block = render(run, machine(version, load_before), command)
-    splice(REPO / args.out, block, BEGIN, END)
-    print("\n" + block)
-    return 1 if run.failures or run.ingest.failures else 0
+    args = parser("python -m bench.medication_review", __doc__).parse_args(argv)
+    measured, status = run("bench.medication_review", args, argv, BEGIN, END, measure, render)
+    if status:
+        return status
+    assert isinstance(measured, Run)
+    return 1 if measured.failures or measured.ingest.failures else 0
 
 
 if __name__ == "__main__":

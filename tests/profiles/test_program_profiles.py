@@ -59,10 +59,13 @@ EXPANSIONS["cw-care-gap"] = {(CS + "cw-care-gap", c) for c in (
     "influenza-vaccine-missing")}
 EXPANSIONS["cw-teach-back-outcome"] = {(CS + "cw-teach-back-outcome", c) for c in (
     "understood", "partly-understood", "not-understood", "declined")}
-# $care-candidates' chronic condition groups and hospice codes list their codes one by one (the server holds neither
-# ICD-10-CM nor SNOMED CT), so each expands to exactly the codes it lists; tests/care checks a few by hand.
+# $care-candidates' chronic condition groups and hospice codes, and the measures' value sets, list their codes one by
+# one (the server holds neither ICD-10-CM, SNOMED CT nor RxNorm), so each expands to exactly the codes it lists;
+# tests/care checks a few by hand.
+ENUMERATED = {"cw-hospice", "cw-essential-hypertension", "cw-palliative-care", "cw-frailty", "cw-advanced-illness",
+              "cw-dementia-medication", "cw-kidney-failure", "cw-pregnancy"}
 EXPANSIONS |= {vs["id"]: {(rule["system"], c["code"]) for rule in vs["compose"]["include"] for c in rule["concept"]}
-               for vs in VALUE_SETS.values() if vs["id"].startswith("cw-chronic-") or vs["id"] == "cw-hospice"}
+               for vs in VALUE_SETS.values() if vs["id"].startswith("cw-chronic-") or vs["id"] in ENUMERATED}
 
 
 def _is_extension(fixture: dict) -> bool:

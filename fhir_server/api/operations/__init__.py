@@ -17,6 +17,7 @@ from fhir_server.api.operations.assign_education import assign_education
 from fhir_server.api.operations.care_candidates import care_candidates
 from fhir_server.api.operations.care_gaps import care_gaps
 from fhir_server.api.operations.enroll import disenroll_operation, enroll_operation
+from fhir_server.api.operations.evaluate_measure import evaluate_measure_operation
 from fhir_server.api.operations.everything import everything
 from fhir_server.api.operations.expand import expand_operation
 from fhir_server.api.operations.log_outreach import log_outreach
@@ -58,6 +59,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("lookup", ("CodeSystem",), True, False, lookup, _HL7 + "CodeSystem-lookup"),
     Operation("subsumes", ("CodeSystem",), True, True, subsumes, _HL7 + "CodeSystem-subsumes"),
     Operation("translate", ("ConceptMap",), True, True, translate_operation, _HL7 + "ConceptMap-translate"),
+    Operation("evaluate-measure", ("Measure",), False, True, evaluate_measure_operation,
+              _HL7 + "Measure-evaluate-measure"),
     Operation("validate", tuple(sorted(resource_types() - {"AuditEvent"})), True, True, validate,
               _HL7 + "Resource-validate"),
     # The care-coordination program's (docs/program.md), in the order of a member's way through it.
