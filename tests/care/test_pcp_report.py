@@ -22,7 +22,7 @@ from fhir_server.auth import tokens
 from fhir_server.auth.clients import register
 from fhir_server.auth.keys import KeyRing
 from fhir_server.auth.users import add_user
-from fhir_server.care.pcp_report import Section
+from fhir_server.care.pcp_report_facts import Section
 from fhir_server.care.pcp_report_pdf import render
 from fhir_server.store.db import unit_of_work
 
