@@ -34,7 +34,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from fhir_server.care.candidates import months_before
-from fhir_server.care.program import BASE, codings, day_of, every
+from fhir_server.care.program import BASE, codings, day_of, effective, every, quantity
 from fhir_server.fhir.errors import FhirError, Issue
 from fhir_server.fhir.terminology.valueset import expand
 from fhir_server.store.repository import Repository
@@ -272,14 +272,14 @@ def _read_results(repo: Repository, members: dict[str, _Member], patients: tuple
     standalone: dict[tuple[str, str], dict[str, _Result]] = defaultdict(dict)
     for observation in every(repo, "Observation", [patients, ("status", _FINAL), ("code", codes),
                                                     ("date", f"le{as_of}")]):
-        patient, when = (observation.get("subject") or {}).get("reference"), _effective(observation)
+        patient, when = (observation.get("subject") or {}).get("reference"), effective(observation)
         day = day_of(when)
         if patient not in members or when is None or day is None or day > as_of:
             continue
-        found = _Result(day, when, f"Observation/{observation['id']}", _quantity(observation))
+        found = _Result(day, when, f"Observation/{observation['id']}", quantity(observation))
         loinc = {c for s, c in codings(observation.get("code")) if s == LOINC}
         if loinc & set(BP_PANELS):
-            parts = {c: _quantity(p) for p in observation.get("component") or [] for s, c in codings(p.get("code"))
+            parts = {c: quantity(p) for p in observation.get("component") or [] for s, c in codings(p.get("code"))
                      if s == LOINC and c in (SYSTOLIC, DIASTOLIC)}
             members[patient].results["bp"].append(_Result(day, when, found.reference, parts.get(SYSTOLIC),
                                                           parts.get(DIASTOLIC)))
@@ -306,14 +306,3 @@ def _active(condition: dict, as_of: date) -> bool:
     return began is None or began <= as_of
 
 
-
-def _effective(observation: dict) -> str | None:
-    period = observation.get("effectivePeriod") or {}
-    when = (observation.get("effectiveDateTime") or observation.get("effectiveInstant") or period.get("end")
-            or period.get("start"))
-    return when if isinstance(when, str) else None
-
-
-def _quantity(element: dict) -> Decimal | None:
-    value = (element.get("valueQuantity") or {}).get("value")
-    return Decimal(str(value)) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else None

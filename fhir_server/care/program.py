@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 from fhir_server.fhir.errors import FhirError, Issue, error
 from fhir_server.search.parse import parse_query
@@ -65,6 +66,20 @@ def day_of(text: object, partial: bool = False) -> date | None:
         return date.fromisoformat(text[:10] if len(text) >= 10 else text + "-01-01"[len(text) - 4:])
     except ValueError:
         return None
+
+
+def effective(observation: dict) -> str | None:
+    """When an Observation took effect: its dateTime or instant, else the end (or start) of its period."""
+    period = observation.get("effectivePeriod") or {}
+    when = (observation.get("effectiveDateTime") or observation.get("effectiveInstant") or period.get("end")
+            or period.get("start"))
+    return when if isinstance(when, str) else None
+
+
+def quantity(element: dict) -> Decimal | None:
+    """The value of an element's valueQuantity, exactly as written."""
+    value = (element.get("valueQuantity") or {}).get("value")
+    return Decimal(str(value)) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else None
 
 
 def codings(concept: object) -> list[tuple[str | None, str]]:

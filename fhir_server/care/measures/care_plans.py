@@ -11,10 +11,9 @@ Both are stratified by the member's practice.
 
 from __future__ import annotations
 
-from fhir_server.care.measures.clinical import day_of
 from fhir_server.care.measures.report import Evaluation, Tally
 from fhir_server.care.measures.subjects import batches, practice_of
-from fhir_server.care.program import PROGRAM, PROGRAM_SYSTEM, codings, every
+from fhir_server.care.program import PROGRAM, PROGRAM_SYSTEM, codings, day_of, every
 
 CARE_PLANS = "https://careweave.example.org/fhir/Measure/cw-care-plans"
 GOALS = "https://careweave.example.org/fhir/Measure/cw-goals-met"

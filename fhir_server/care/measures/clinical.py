@@ -14,7 +14,6 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
@@ -214,16 +213,3 @@ def _condition_event(condition: dict) -> Event | None:
 def _tokens(codes: Codes) -> str:
     return ",".join(f"{system}|{code}" for system, code in sorted(codes, key=lambda c: (c[0] or "", c[1])))
 
-
-def effective(observation: dict) -> str | None:
-    """When an Observation took effect: its dateTime or instant, else the end (or start) of its period."""
-    period = observation.get("effectivePeriod") or {}
-    when = (observation.get("effectiveDateTime") or observation.get("effectiveInstant") or period.get("end")
-            or period.get("start"))
-    return when if isinstance(when, str) else None
-
-
-def quantity(element: dict) -> Decimal | None:
-    """The value of an element's valueQuantity, exactly as written."""
-    value = (element.get("valueQuantity") or {}).get("value")
-    return Decimal(str(value)) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else None

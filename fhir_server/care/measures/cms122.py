@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from fhir_server.care.measures.clinical import Member, effective, quantity, read_members, value_set
+from fhir_server.care.measures.clinical import Member, read_members, value_set
 from fhir_server.care.measures.exclusions import Exclusions
 from fhir_server.care.measures.report import Evaluation, Tally
-from fhir_server.care.program import instant
+from fhir_server.care.program import effective, instant, quantity
 from fhir_server.store.terminology import StoredTerminology
 
 URL = "https://careweave.example.org/fhir/Measure/cms122"

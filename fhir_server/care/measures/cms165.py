@@ -23,15 +23,12 @@ from fhir_server.care.candidates import months_before
 from fhir_server.care.measures.clinical import (
     ACUTE_CLASSES,
     Member,
-    day_of,
-    effective,
-    quantity,
     read_members,
     value_set,
 )
 from fhir_server.care.measures.exclusions import Exclusions
 from fhir_server.care.measures.report import Evaluation, Period, Tally
-from fhir_server.care.program import codings
+from fhir_server.care.program import codings, day_of, effective, quantity
 from fhir_server.store.terminology import StoredTerminology
 
 URL = "https://careweave.example.org/fhir/Measure/cms165"

@@ -20,10 +20,10 @@ from collections import defaultdict
 from datetime import date
 
 from fhir_server.care.candidates import months_before
-from fhir_server.care.measures.clinical import day_of, encounters, is_visit
+from fhir_server.care.measures.clinical import encounters, is_visit
 from fhir_server.care.measures.report import Evaluation, Period, Tally
 from fhir_server.care.measures.subjects import Practices, Scope, batches
-from fhir_server.care.program import every
+from fhir_server.care.program import day_of, every
 from fhir_server.care.referrals import TASK_CODES, is_referral_task
 from fhir_server.store.repository import Repository
 

@@ -12,11 +12,10 @@
 from __future__ import annotations
 
 from fhir_server.care.candidates import find_candidates, load_rules
-from fhir_server.care.measures.clinical import day_of
 from fhir_server.care.measures.report import Evaluation, Tally
 from fhir_server.care.measures.subjects import Practices, patients, practice_of
 from fhir_server.care.outreach import OUTREACH_CALL
-from fhir_server.care.program import PARTICIPATION_URL, PROGRAM, PROGRAM_SYSTEM, every
+from fhir_server.care.program import PARTICIPATION_URL, PROGRAM, PROGRAM_SYSTEM, day_of, every
 
 IDENTIFIED = "https://careweave.example.org/fhir/Measure/cw-members-identified"
 PRACTICES = "https://careweave.example.org/fhir/Measure/cw-practices-participating"
