@@ -12,11 +12,8 @@ hold something.
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,18 +21,14 @@ from pathlib import Path
 
 import httpx
 
-from bench.corpus import iter_bundles
-from bench.ingest import IngestResult, ingest
-from bench.report import machine, splice
-from bench.server import BENCH_DATABASE, Server, analyze, fresh_database, migrate, postgres_version
+from bench.corpus_run import FHIR_JSON, loaded_server, parser, run
+from bench.ingest import IngestResult
 
-REPO = Path(__file__).resolve().parent.parent
 BEGIN = "<!-- bench-candidates:begin -->"
 END = "<!-- bench-candidates:end -->"
 TARGET_SECONDS = 10.0
 CORPUS_BUNDLES = 617  # the bundles of ../shared/corpora/synthea-r4.tar.gz: fewer is a smoke run, no verdict
 CALL_TIMEOUT_S = 300.0
-FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 
 
 @dataclass
@@ -58,6 +51,7 @@ class Run:
     reasons: dict[str, int]  # reason code: candidates given it
     timings: list[Timing]
     analyze_seconds: float
+    as_of: str
 
 
 def call(base_url: str, method: str, as_of: str) -> tuple[float, dict]:
@@ -78,25 +72,18 @@ def call(base_url: str, method: str, as_of: str) -> tuple[float, dict]:
 
 
 def measure(args: argparse.Namespace, corpus: Path, tmp: Path, log: Path) -> Run:
-    with fresh_database(args.backend, args.postgres_url, tmp, args.database) as database_url:
-        migrate(database_url, log)
-        with Server(database_url, args.workers, log) as server:
-            print(f"ingesting {args.bundles or 'all'} bundles into {args.backend}", flush=True)
-            loaded = ingest(server.base_url, iter_bundles(corpus, args.bundles), args.clients)
-            print(f"  {loaded.resources:,} resources at {loaded.resources_per_s:,.0f}/s, {loaded.failures} failures",
-                  flush=True)
-            analyzed = analyze(database_url)
-            members = httpx.get(f"{server.base_url}/Patient", params={"_summary": "count"},
-                                timeout=CALL_TIMEOUT_S).json()["total"]
-            _, answer = call(server.base_url, "GET", args.as_of)  # warm-up: ValueSets, statement shapes
-            timings = []
-            for method in ("GET", "POST"):
-                timing = Timing(method)
-                for _ in range(args.repeat):
-                    seconds, answer = call(server.base_url, method, args.as_of)
-                    timing.seconds.append(seconds)
-                print(f"  {method}: median {timing.median:.2f} s over {args.repeat} calls", flush=True)
-                timings.append(timing)
+    with loaded_server(args, corpus, tmp, log) as loaded:
+        members = httpx.get(f"{loaded.base_url}/Patient", params={"_summary": "count"},
+                            timeout=CALL_TIMEOUT_S).json()["total"]
+        _, answer = call(loaded.base_url, "GET", args.as_of)  # warm-up: ValueSets, statement shapes
+        timings = []
+        for method in ("GET", "POST"):
+            timing = Timing(method)
+            for _ in range(args.repeat):
+                seconds, answer = call(loaded.base_url, method, args.as_of)
+                timing.seconds.append(seconds)
+            print(f"  {method}: median {timing.median:.2f} s over {args.repeat} calls", flush=True)
+            timings.append(timing)
     parameters = answer["parameter"]
     reasons: dict[str, int] = {}
     for candidate in (p for p in parameters if p["name"] == "candidate"):
@@ -105,10 +92,13 @@ def measure(args: argparse.Namespace, corpus: Path, tmp: Path, log: Path) -> Run
                 code = part["valueCodeableConcept"]["coding"][0]["code"]
                 reasons[code] = reasons.get(code, 0) + 1
     qualified = next(p["valueInteger"] for p in parameters if p["name"] == "total")
-    return Run(args.backend, loaded.ok_bundles, loaded, members, qualified, reasons, timings, analyzed)
+    return Run(args.backend, loaded.ingest.ok_bundles, loaded.ingest, members, qualified, reasons, timings,
+               loaded.analyze_seconds, args.as_of)
 
 
-def render(run: Run, as_of: str, facts: list[tuple[str, str]], command: str) -> str:
+def render(measured: object, facts: list[tuple[str, str]], command: str) -> str:
+    assert isinstance(measured, Run)
+    run, as_of = measured, measured.as_of
     lines = [f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Command: `{command}`", ""]
     lines += [f"- {name}: {value}" for name, value in facts] + [""]
     whole = run.bundles >= CORPUS_BUNDLES and run.backend == "postgres"
@@ -133,36 +123,15 @@ def render(run: Run, as_of: str, facts: list[tuple[str, str]], command: str) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.candidates", description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=Path("../shared/corpora/synthea-r4.tar.gz"))
-    parser.add_argument("--bundles", type=int, default=None, help="bundles loaded; all when not given")
-    parser.add_argument("--as-of", default="2021-04-01", help="the operation's asOf")
-    parser.add_argument("--repeat", type=int, default=5, help="timed calls per method")
-    parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="maintenance database used to create and drop --database")
-    parser.add_argument("--database", default=BENCH_DATABASE, help="the database loaded (dropped after)")
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
-    args = parser.parse_args(argv)
-    corpus = REPO / args.corpus
-    if not corpus.is_file():
-        print(f"corpus not found: {corpus}", file=sys.stderr)
-        return 2
-    load_before = os.getloadavg()[0]
-    log = REPO / "bench" / "results" / "candidates-server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
-    with tempfile.TemporaryDirectory(prefix="careweave-bench-") as tmp:
-        run = measure(args, corpus, Path(tmp), log)
-    command = shlex.join([".venv/bin/python", "-m", "bench.candidates",
-                          *(argv if argv is not None else sys.argv[1:])])
-    version = postgres_version(args.postgres_url) if args.backend == "postgres" else "not used"
-    block = render(run, args.as_of, machine(version, load_before), command)
-    splice(REPO / args.out, block, BEGIN, END)
-    print("\n" + block)
-    return 1 if run.ingest.failures else 0
+    arguments = parser("python -m bench.candidates", __doc__)
+    arguments.add_argument("--as-of", default="2021-04-01", help="the operation's asOf")
+    arguments.add_argument("--repeat", type=int, default=5, help="timed calls per method")
+    args = arguments.parse_args(argv)
+    measured, status = run("bench.candidates", args, argv, BEGIN, END, measure, render)
+    if status:
+        return status
+    assert isinstance(measured, Run)
+    return 1 if measured.ingest.failures else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What the whole-corpus operation benchmarks share (`bench.medication_review`, `bench.measures`): their
+"""What the whole-corpus operation benchmarks share (`bench.candidates`, `bench.medication_review`,
+`bench.measures`): their
 command line, a fresh database loaded with the Synthea corpus over HTTP behind a running server, and the
 block they write into docs/benchmarks.md with the machine's facts."""
 
@@ -27,6 +28,7 @@ FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhi
 class Loaded:
     base_url: str
     ingest: IngestResult
+    analyze_seconds: float  # VACUUM ANALYZE (PostgreSQL) or ANALYZE (SQLite) after loading
 
 
 def parser(prog: str, doc: str) -> argparse.ArgumentParser:
@@ -51,8 +53,9 @@ def loaded_server(args: argparse.Namespace, corpus: Path, tmp: Path, log: Path) 
         with Server(database_url, args.workers, log) as server:
             print(f"ingesting {args.bundles or 'all'} bundles into {args.backend}", flush=True)
             result = ingest(server.base_url, iter_bundles(corpus, args.bundles), args.clients)
-            analyze(database_url)
-            yield Loaded(server.base_url, result)
+            print(f"  {result.resources:,} resources at {result.resources_per_s:,.0f}/s, {result.failures} failures",
+                  flush=True)
+            yield Loaded(server.base_url, result, analyze(database_url))
 
 
 def run(module: str, args: argparse.Namespace, argv: list[str] | None, begin: str, end: str,
