@@ -11,7 +11,10 @@ at that priority, in words. Items come from:
   version's lastUpdated) in 14 days;
 - care plans: the members' active program care plans whose review falls due within 7 days;
 - alerts: DetectedIssues about the members that nobody has acted on (no mitigation);
-- care gaps: the members' open gaps (care/care_gaps.py), urgent when a result is out of control.
+- care gaps: the members' open gaps (care/care_gaps.py), urgent when a result is out of control;
+- teach-backs: the education Tasks the coordinator gave members (care/education.py) that are still open,
+  from 3 days before they are due (their `restriction.period.end`, else 14 days after they were given),
+  urgent once overdue.
 
 The order is by priority, then by the member's clinical risk (their active conditions), then by due
 date, then by what the item is on, so the same data always gives the same list.
@@ -25,12 +28,15 @@ from datetime import UTC, datetime, time, timedelta
 
 from fhir_server.care.care_gaps import open_gaps
 from fhir_server.care.careplan import APPROVED, REVIEW_INTERVAL, REVIEWED
+from fhir_server.care.education import EDUCATION_SYSTEM, REVIEW_MATERIAL
 from fhir_server.care.outreach import OPEN_TASK
 from fhir_server.care.program import OPEN_EPISODE, PROGRAM, PROGRAM_SYSTEM, instant, search
 from fhir_server.care.referrals import TASK_CODES
 from fhir_server.store.repository import Repository
 
 STALLED = timedelta(days=14)  # a referral with no change for this long needs chasing
+TEACH_BACK_AFTER = timedelta(days=14)  # when a teach-back with no due date falls due
+TEACH_BACK_LEAD = timedelta(days=3)  # a teach-back shows this long before it is due
 REVIEW_LEAD = timedelta(days=7)  # a plan review shows this long before it is due
 PRIORITIES = ("stat", "asap", "urgent", "routine")  # request-priority, most pressing first
 WORKLIST_ITEM = {"system": PROGRAM_SYSTEM, "code": "worklist-item", "display": "Worklist item"}
@@ -60,7 +66,8 @@ def worklist(repo: Repository, practitioner_id: str, now: datetime | None = None
         ("care-manager", coordinator), ("status", ",".join(OPEN_EPISODE)),
         ("type", f"{PROGRAM_SYSTEM}|{PROGRAM['code']}")], count=1000)})
     items = [*_outreach(repo, [coordinator, *roles], now), *_referrals(repo, members, now),
-             *_plan_reviews(repo, members, now), *_alerts(repo, members), *_care_gaps(repo, members, now)]
+             *_plan_reviews(repo, members, now), *_alerts(repo, members), *_care_gaps(repo, members, now),
+             *_teach_backs(repo, [coordinator, *roles], now)]
     risk = _risk(repo, sorted({i.member for i in items if i.member}))
     items.sort(key=lambda i: (PRIORITIES.index(i.priority), -risk.get(i.member, 0), i.due, i.focus))
     return [_task(item, coordinator, risk.get(item.member, 0), now) for item in items]
@@ -137,6 +144,25 @@ def _care_gaps(repo: Repository, members: list[str], now: datetime) -> list[_Ite
                   "urgent" if gap.code in _URGENT_GAPS else "routine", datetime.combine(gap.due, time(), UTC),
                   gap.evidence)
             for member, gaps in open_gaps(repo, members, now.date()).items() for gap in gaps]
+
+
+def _teach_backs(repo: Repository, requesters: list[str], now: datetime) -> list[_Item]:
+    """Open education Tasks the coordinator gave, once their teach-back call is near."""
+    items = []
+    for task in search(repo, "Task", [("requester", ",".join(requesters)), ("status", ",".join(OPEN_TASK)),
+                                      ("code", f"{EDUCATION_SYSTEM}|{REVIEW_MATERIAL['code']}")], count=1000):
+        end = ((task.get("restriction") or {}).get("period") or {}).get("end")
+        given = instant(task.get("authoredOn") or task["meta"]["lastUpdated"])
+        due = instant(end) if end else given + TEACH_BACK_AFTER
+        if due - now > TEACH_BACK_LEAD:
+            continue
+        material = (task.get("focus") or {}).get("display") or (task.get("focus") or {}).get("reference", "material")
+        late = due < now
+        reason = (f"teach-back on \"{material}\" {'overdue since' if late else 'due'} {due.date().isoformat()} "
+                  f"(given {given.date().isoformat()})")
+        items.append(_Item("teach-back", f"Task/{task['id']}", _member(task), "urgent" if late else "routine",
+                           due, reason))
+    return items
 
 
 def _risk(repo: Repository, members: list[str]) -> Counter:

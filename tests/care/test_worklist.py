@@ -1,6 +1,7 @@
 """Practitioner/[id]/$worklist (profiles/OperationDefinition-worklist.json) over HTTP, on SQLite and
-PostgreSQL: each kind of item appears when due and not before, with its priority and reason, in a stable
-order by priority, member risk and due date; other coordinators' work stays off the list."""
+PostgreSQL: each kind of item (outreach, referrals, plan reviews, alerts, care gaps, teach-backs) appears when
+due and not before, with its priority and reason, in a stable order by priority, member risk and due date;
+other coordinators' work stays off the list."""
 
 from __future__ import annotations
 
@@ -168,3 +169,31 @@ def test_care_gaps_of_the_coordinators_members(client):
         outcome = client.post("/fhir/Task/$validate", json=task, headers=FHIR_JSON).json()
         assert not [i for i in outcome["issue"] if i["severity"] in ("error", "fatal")], outcome
     assert _same(_worklist(client)) == _same(tasks)
+
+
+def _education(id: str, member: str, requester: str, due: str | None, authored: str, status: str = "ready") -> dict:
+    task = {"resourceType": "Task", "id": id, "status": status, "intent": "order",
+            "code": {"coding": [{"system": BASE + "CodeSystem/cw-education", "code": "review-material"}]},
+            "focus": {"reference": "DocumentReference/cw-education-diabetes", "display": "Living well with diabetes"},
+            "for": {"reference": f"Patient/{member}"}, "owner": {"reference": f"Patient/{member}"},
+            "requester": {"reference": requester}, "authoredOn": authored}
+    if due:
+        task["restriction"] = {"period": {"end": due}}
+    return task
+
+
+def test_teach_backs_show_when_near_or_overdue(client):
+    load(client)
+    _put(client,
+         _education("due-soon", "ann", "Practitioner/rn", _at(2), _at(-5)),
+         _education("overdue", "bob", "PractitionerRole/rn-role", _at(-1), _at(-10)),
+         _education("not-yet", "cat", "Practitioner/rn", _at(10), _at(-1)),
+         _education("no-due-date", "dee", "Practitioner/rn", None, _at(-15)),
+         _education("done", "ann", "Practitioner/rn", _at(-1), _at(-10), status="completed"),
+         _education("other-coordinator", "ann", "Practitioner/dr-in", _at(-1), _at(-10)))
+    on = 'teach-back on "Living well with diabetes"'
+    assert _summary(_worklist(client)) == [
+        ("urgent", "Task/no-due-date", f"{on} overdue since {_at(-1)[:10]} (given {_at(-15)[:10]})"),
+        ("urgent", "Task/overdue", f"{on} overdue since {_at(-1)[:10]} (given {_at(-10)[:10]})"),
+        ("routine", "Task/due-soon", f"{on} due {_at(2)[:10]} (given {_at(-5)[:10]})")]
+    assert [t["focus"]["reference"] for t in _worklist(client, "dr-in")] == ["Task/other-coordinator"]
