@@ -15,6 +15,11 @@ records would hold:
   features need. Each member of a practice in the program is enrolled: an active EpisodeOfCare whose
   care manager is one of the coordinators, taken in turn (which is what lets a coordinator's `user/`
   token reach them); the others are candidates.
+- for each enrolled member, the program's work so far: the outreach calls before enrolment (every
+  third member was reached at the second try), a care plan the PCP approved a week after enrolment,
+  with one goal per condition (due six months later; two in three of those past due were met), and a
+  review every 90 days since, each step with its Provenance, so that the program's measures and the
+  coordinators' worklists have something to show.
 
 Codes, units and value distributions come from `knowledge/demo_catalog.json`. The same
 (members, seed) gives byte-identical JSON: every choice comes from one `random.Random(seed)`,
@@ -28,9 +33,12 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
+
+from fhir_server.care.careplan import APPROVED, REVIEW_INTERVAL, REVIEWED
+from fhir_server.care.outreach import OUTCOME_SYSTEM, OUTCOMES, OUTREACH_CALL, PHONE
 
 DEMO_TAG = {"system": "https://careweave.example.org/fhir/CodeSystem/careweave-tags", "code": "demo"}
 REFERENCE_DATE = date(2026, 11, 1)
@@ -249,19 +257,73 @@ class _Builder:
         self.medications(key, patient, role, conditions)
         self.encounters(key, patient, role, practice, gender, conditions)
         if practice in self.participating:  # the program enrols members through practices that agreed
-            self.enrolment(number, key, patient)
+            self.enrolment(number, key, patient, role, conditions)
 
-    def enrolment(self, number: int, key: str, patient: str) -> None:
-        """The member's program episode, managed by the coordinators in turn (no random draw, so that the
-        rest of the data set stays as it was)."""
+    def enrolment(self, number: int, key: str, patient: str, pcp: str,
+                  conditions: list[tuple[dict, str, date]]) -> None:
+        """The member's program episode, managed by the coordinators in turn, and the work that led to it
+        and followed it (no random draw, so that the rest of the data set stays as it was)."""
+        start = _days_ago(30 + number * 37 % 700)
+        nurse = self.nurses[(number - 1) % len(self.nurses)]
         self.add({
             "resourceType": "EpisodeOfCare", "id": f"demo-episode-{key}", "status": "active",
             "type": [{"coding": [PROGRAM_CODE], "text": "Chronic-care coordination program"}],
             "patient": _ref(patient),
             "managingOrganization": _ref(self.plan),
-            "period": {"start": _days_ago(30 + number * 37 % 700).isoformat()},
-            "careManager": _ref(self.nurses[(number - 1) % len(self.nurses)]),
+            "period": {"start": start.isoformat()},
+            "careManager": _ref(nurse),
         })
+        self.outreach_calls(number, key, patient, nurse, start)
+        self.care_plan(number, key, patient, pcp, nurse, start + timedelta(days=7), conditions)
+
+    def outreach_calls(self, number: int, key: str, patient: str, nurse: str, enrolled: date) -> None:
+        """The calls that reached the member before enrolment (care/outreach.py's Communications)."""
+        calls = [("no-answer", 5), ("reached", 2)] if number % 3 == 0 else [("reached", 2)]
+        for index, (outcome, days_before) in enumerate(calls, start=1):
+            self.add({
+                "resourceType": "Communication", "id": f"demo-call-{key}-{index}",
+                "status": "completed" if outcome == "reached" else "not-done",
+                "statusReason": {"coding": [{"system": OUTCOME_SYSTEM, "code": outcome, "display": OUTCOMES[outcome]}]},
+                "category": [{"coding": [OUTREACH_CALL]}], "medium": [{"coding": [PHONE]}],
+                "subject": _ref(patient), "recipient": [_ref(patient)], "sender": _ref(nurse),
+                "sent": _instant(datetime.combine(enrolled - timedelta(days=days_before), time(15))),
+            })
+
+    def care_plan(self, number: int, key: str, patient: str, pcp: str, nurse: str, approved: date,
+                  conditions: list[tuple[dict, str, date]]) -> None:
+        """The program care plan the PCP approved, a goal per condition, and its reviews every 90 days."""
+        goals = []
+        for index, (condition, url, _) in enumerate(conditions, start=1):
+            due = approved + timedelta(days=180)
+            met = due < REFERENCE_DATE and (number + index) % 3 != 0
+            achievement = ("achieved", "Achieved") if met else ("in-progress", "In Progress")
+            goals.append(self.add({
+                "resourceType": "Goal", "id": f"demo-goal-{key}-{index}",
+                "lifecycleStatus": "completed" if met else "active",
+                "achievementStatus": _concept(THO + "goal-achievement",
+                                              {"code": achievement[0], "display": achievement[1]}),
+                "description": {"text": f"{condition['snomed']['display']}: under control, as agreed with the PCP"},
+                "subject": _ref(patient), "target": [{"dueDate": due.isoformat()}],
+                "statusDate": (due if met else approved).isoformat(), "addresses": [_ref(url)],
+            }))
+        steps = [approved + REVIEW_INTERVAL * n for n in range((REFERENCE_DATE - approved).days // 90 + 1)]
+        steps = [day for day in steps if day < REFERENCE_DATE]
+        plan = self.add({
+            "resourceType": "CarePlan", "id": f"demo-careplan-{key}", "status": "active", "intent": "plan",
+            "category": [{"coding": [PROGRAM_CODE]}], "title": "Chronic-care coordination plan",
+            "subject": _ref(patient), "period": {"start": approved.isoformat()}, "author": _ref(nurse),
+            "addresses": [_ref(url) for _, url, _ in conditions], "goal": [_ref(goal) for goal in goals],
+            "note": [{"time": _instant(datetime.combine(day, time(10))), "text": APPROVED if n == 0 else REVIEWED}
+                     for n, day in enumerate(steps)],
+        })
+        for n, day in enumerate(steps):
+            self.add({
+                "resourceType": "Provenance", "id": f"demo-plan-step-{key}-{n}", "target": [_ref(plan)],
+                "recorded": _instant(datetime.combine(day, time(10))),
+                "activity": {"coding": [{"system": PROGRAM_CODE["system"],
+                                         "code": "plan-approval" if n == 0 else "plan-review"}]},
+                "agent": [{"who": _ref(pcp if n == 0 else nurse)}],
+            })
 
     def conditions(self, key: str, patient: str, birth: date) -> list[tuple[dict, str, date]]:
         """1-4 distinct chronic conditions drawn by prevalence; returns (catalogue entry, fullUrl, onset)."""

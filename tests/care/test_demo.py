@@ -214,3 +214,29 @@ def test_the_members_of_practices_in_the_program_are_enrolled_with_a_coordinator
     assert {e["patient"]["reference"] for e in episodes} == patients
     assert all(e["status"] == "active" and e["careManager"]["reference"] in coordinators for e in episodes)
     assert {e["careManager"]["reference"] for e in episodes} == coordinators  # each has members
+
+
+def test_enrolled_members_have_the_programs_work_so_far(bundle: dict) -> None:
+    urls = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+    plans = {p["subject"]["reference"]: p for p in _resources(bundle, "CarePlan")}
+    calls = collections.defaultdict(list)
+    for call in _resources(bundle, "Communication"):
+        calls[call["subject"]["reference"]].append(call)
+    steps = collections.defaultdict(list)
+    for provenance in _resources(bundle, "Provenance"):
+        steps[provenance["target"][0]["reference"]].append(provenance["activity"]["coding"][0]["code"])
+    plan_url = {urls[u]["id"]: u for u in urls if urls[u]["resourceType"] == "CarePlan"}
+    episodes = _resources(bundle, "EpisodeOfCare")
+    assert episodes and len(plans) == len(episodes)
+    for episode in episodes:
+        member, start = episode["patient"]["reference"], episode["period"]["start"]
+        assert [c["statusReason"]["coding"][0]["code"] for c in calls[member]][-1] == "reached"
+        assert all(c["sent"][:10] < start and c["sender"] == episode["careManager"] for c in calls[member])
+        plan = plans[member]
+        assert plan["period"]["start"] > start and plan["goal"]
+        assert {urls[g["reference"]]["resourceType"] for g in plan["goal"]} == {"Goal"}
+        assert steps[plan_url[plan["id"]]][0] == "plan-approval"
+        assert set(steps[plan_url[plan["id"]]][1:]) <= {"plan-review"}
+        assert [n["text"] for n in plan["note"]][0] == "Approved"
+    achieved = [g for g in _resources(bundle, "Goal") if g["achievementStatus"]["coding"][0]["code"] == "achieved"]
+    assert 0 < len(achieved) < len(_resources(bundle, "Goal"))

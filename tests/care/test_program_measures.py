@@ -170,3 +170,16 @@ def test_members_identified(year):
     assert _strata(group) == {"Organization/not-in-program": ({"initial-population": 1}, None)}
     individual = _report(year, "cw-members-identified", subject="Patient/bob")
     assert individual["type"] == "individual" and _counts(individual["group"][0]) == {"initial-population": 1}
+
+
+def test_the_demo_data_set_gives_each_program_measure_something_to_count(client):
+    from fhir_server.care.demo import REFERENCE_DATE, demo_bundle
+
+    response = client.post("/fhir", json=demo_bundle(members=40, seed=7), headers=FHIR_JSON)
+    assert response.status_code == 200, response.text[:500]
+    year = {"periodStart": str(REFERENCE_DATE.year - 1), "periodEnd": str(REFERENCE_DATE.year)}
+    counted = {measure: [_counts(g)["initial-population"] for g in _report(client, measure, **year)["group"]]
+               for measure in ("cw-outreach", "cw-enrollment-rate", "cw-care-plans", "cw-goals-met",
+                               "cw-practices-participating")}
+    # Every measure counts something; the demo closes no care plan, so that group alone is empty.
+    assert all(n > 0 for ns in counted.values() for n in ns[:2]) and counted["cw-care-plans"][2] == 0, counted
