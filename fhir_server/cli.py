@@ -66,10 +66,17 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _server(settings: Settings) -> Server:
+def _server(settings: Settings, validation: str | None = None) -> Server:
     return Server(make_engine(settings.database_url, settings.db_pool_size), settings.base_url,
-                  settings.default_page_size, settings.max_page_size, validation=settings.validation.value,
+                  settings.default_page_size, settings.max_page_size,
+                  validation=validation or settings.validation.value,
                   program=ProgramSettings(settings.outreach_attempts, settings.candidate_rules))
+
+
+# Packages (the R4 specification's terminology, HL7's terminology, an IG) are loaded as published: each resource
+# must be R4, but the profiles it claims are not enforced, since a publisher's own content may fall short of
+# them (three of hl7.terminology.r4 7.0.1's CodeSystems claim shareablecodesystem and have no publisher).
+PACKAGE_VALIDATION = "off"
 
 
 @app.command()
@@ -285,7 +292,7 @@ def terminology_load(
     and those of each package, such as HL7's terminology (npm hl7.terminology.r4); where two have a resource of
     the same type and id, the later one's is loaded. A resource whose content is already stored is left
     alone, so loading twice writes nothing the second time. Exit 1 if anything failed."""
-    server = _server(_settings())
+    server = _server(_settings(), PACKAGE_VALIDATION)
     summary = LoadSummary()
     sources = ([BASE_TERMINOLOGY] if base else []) + list(package or [])
     resources = merged_resources(sources, TERMINOLOGY_TYPES)
@@ -353,7 +360,7 @@ def ig_load(packages: Annotated[list[Path], typer.Argument(exists=True, dir_okay
     """Load an implementation guide's StructureDefinitions (profiles and extensions), ValueSets, CodeSystems
     and ConceptMaps, so that $validate and validation on write (FHIR_VALIDATION) check resources against
     them. Resources already stored with the same content are left alone. Exit 1 if anything failed."""
-    server = _server(_settings())
+    server = _server(_settings(), PACKAGE_VALIDATION)
     summary = LoadSummary()
     resources = merged_resources(list(packages), IG_TYPES)
     _load(server, changed_units(server, "ig", resources, summary), None, summary, label="implementation guide")

@@ -60,6 +60,24 @@ def test_a_package_loads_once_and_its_terminology_answers(client, settings, tmp_
     assert len(history["entry"]) == 1  # the second load wrote nothing
 
 
+def test_a_package_is_loaded_as_published_even_where_it_misses_a_profile_it_claims(client, settings, tmp_path):
+    """As hl7.terminology.r4 7.0.1 does: CodeSystems that claim shareablecodesystem without a publisher. A
+    client writing the same resource is still held to the profile it claims (FHIR_VALIDATION=claimed)."""
+    shareable = {"resourceType": "CodeSystem", "id": "unpublished", "url": "http://example.org/CodeSystem/unpublished",
+                 "meta": {"profile": ["http://hl7.org/fhir/StructureDefinition/shareablecodesystem"]},
+                 "version": "1.0.0", "name": "Unpublished", "status": "active", "experimental": False,
+                 "description": "no publisher", "caseSensitive": True, "content": "complete",
+                 "concept": [{"code": "a", "display": "A"}]}
+    result = run(settings, "--no-base", "--package", str(npm_package(tmp_path / "tho.tgz", [shareable])))
+    assert result.returncode == 0, result.stderr
+    assert summary(result) == [1, 0, 0, 0]
+    lookup = client.get("/fhir/CodeSystem/$lookup", params={"system": shareable["url"], "code": "a"})
+    assert lookup.status_code == 200, lookup.text
+    refused = client.put("/fhir/CodeSystem/unpublished-copy", json={**shareable, "id": "unpublished-copy"},
+                         headers={"Content-Type": "application/fhir+json"})
+    assert refused.status_code == 422 and "publisher" in refused.text
+
+
 def test_a_changed_resource_is_updated_and_bad_files_are_reported(client, settings, tmp_path):
     run(settings, "--no-base", "--package", str(npm_package(tmp_path / "v1.tgz", TERMINOLOGY)))
     changed = [{**r, "title": "Renamed"} if r["id"] == "diabetes" else r for r in TERMINOLOGY]
