@@ -78,7 +78,7 @@ def log_call(repo: Repository, patient_id: str, call: OutreachCall, attempts_all
     _check_callback_time(call.callback_at)
     patient = repo.read("Patient", patient_id).resource()
     member = f"Patient/{patient_id}"
-    stored_task = _open_task(repo, member)
+    stored_task = open_outreach_task(repo, member)
     task = copy.deepcopy(stored_task.resource()) if stored_task else None
     coordinator = _coordinator(repo, call.coordinator, task)
     recipient = _recipient(repo, call, patient, member)
@@ -138,7 +138,7 @@ def _check_callback_time(text: str | None) -> None:
         raise bad_request(f"callbackAt {text} is not in the future", "callbackAt")
 
 
-def _open_task(repo: Repository, member: str) -> StoredResource | None:
+def open_outreach_task(repo: Repository, member: str) -> StoredResource | None:
     """The member's open outreach Task; the one changed last when there are several."""
     query = parse_query("Task", [("patient", member), ("code", f"{PROGRAM_SYSTEM}|{OUTREACH_CALL['code']}"),
                                  ("status", ",".join(OPEN_TASK)), ("_sort", "-_lastUpdated"), ("_total", "none")])

@@ -6,7 +6,8 @@ pressing it is, `restriction.period.end` when it is due, and `reasonCode.text` w
 at that priority, in words. Items come from:
 
 - outreach: the coordinator's open outreach Tasks, due at their callback time (or when opened); one with
-  no call yet is a new candidate, assigned to the coordinator by giving them the Task;
+  no call yet is a new candidate, assigned to the coordinator by giving them the Task
+  (care/assignment.py);
 - referrals: open referral Tasks of the coordinator's members with no change (`lastModified`, else the
   version's lastUpdated) in 14 days;
 - care plans: the members' active program care plans whose review falls due within 7 days;

@@ -1,4 +1,4 @@
-"""Arbitrary inputs to the program's issue-7 operations never crash the server or half-write: each answer is a
+"""Arbitrary inputs to the program's newer operations never crash the server or half-write: each answer is a
 success or a 4xx OperationOutcome, and a refused call that would write leaves the store as it was."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from program_world import load
 
 NAMES = st.sampled_from(["periodStart", "periodEnd", "reportType", "subject", "practice", "practitioner", "format",
-                         "material", "coordinator", "due", "medium", "outcome", "note", "measure", "x"])
+                         "material", "coordinator", "assignedBy", "due", "medium", "outcome", "note", "measure", "x"])
 TEXTS = st.one_of(st.text(max_size=12), st.sampled_from([
     "2026", "2026-02", "2026-02-30", "2026-12-31", "subject", "population", "subject-list", "individual",
     "Patient/ann", "Patient/nobody", "Group/none", "Organization/in-program", "Practitioner/rn", "pdf", "html",
@@ -23,7 +23,7 @@ VALUES = st.one_of(
 PARAMETERS = st.lists(st.builds(lambda name, value: {"name": name, **value}, NAMES, VALUES), max_size=5).map(
     lambda parts: {"resourceType": "Parameters", "parameter": parts})
 CALLS = st.sampled_from(["Measure/cms122/$evaluate-measure", "Measure/cw-outreach/$evaluate-measure",
-                         "Patient/ann/$pcp-report", "Patient/ann/$assign-education",
+                         "Patient/ann/$pcp-report", "Patient/ann/$assign-education", "Patient/dee/$assign-outreach",
                          "Task/none/$record-teach-back"])
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

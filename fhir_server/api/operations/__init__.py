@@ -14,6 +14,7 @@ from fhir_server.api.context import Context
 from fhir_server.api.messages import FhirRequest, FhirResponse
 from fhir_server.api.operations import careplan
 from fhir_server.api.operations.assign_education import assign_education
+from fhir_server.api.operations.assign_outreach import assign_outreach
 from fhir_server.api.operations.care_candidates import care_candidates
 from fhir_server.api.operations.care_gaps import care_gaps
 from fhir_server.api.operations.enroll import disenroll_operation, enroll_operation
@@ -66,6 +67,8 @@ OPERATIONS: tuple[Operation, ...] = (
     # The care-coordination program's (docs/program.md), in the order of a member's way through it.
     Operation("care-candidates", ("Patient",), True, False, care_candidates, _PROGRAM + "care-candidates"),
     Operation("participation", ("Organization",), False, True, participation, _PROGRAM + "participation",
+              affects_state=True),
+    Operation("assign-outreach", ("Patient",), False, True, assign_outreach, _PROGRAM + "assign-outreach",
               affects_state=True),
     Operation("log-outreach", ("Patient",), False, True, log_outreach, _PROGRAM + "log-outreach",
               affects_state=True),
