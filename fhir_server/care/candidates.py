@@ -37,9 +37,9 @@ from fhir_server.care.program import (
     day_of,
     every,
     read_named,
+    value_set_codes,
 )
 from fhir_server.fhir.errors import FhirError, Issue
-from fhir_server.fhir.terminology.valueset import expand
 from fhir_server.store.repository import Repository
 from fhir_server.store.terminology import StoredTerminology
 
@@ -191,9 +191,9 @@ def find_candidates(repo: Repository, rules: Rules, as_of: date, practice: str |
     terminology = StoredTerminology(repo)
     group_of: dict[tuple[str, str], list[int]] = defaultdict(list)
     for index, group in enumerate(rules.groups):
-        for key in _codes(terminology, group.value_set):
+        for key in value_set_codes(terminology, group.value_set, "the candidate rules"):
             group_of[key].append(index)
-    hospice = _codes(terminology, rules.hospice_value_set)
+    hospice = value_set_codes(terminology, rules.hospice_value_set, "the candidate rules")
     records = _records(repo, rules, as_of, list(members), hospice)
     qualified = []
     for id, patient in members.items():
@@ -202,15 +202,6 @@ def find_candidates(repo: Repository, rules: Rules, as_of: date, practice: str |
             qualified.append(candidate)
     qualified.sort(key=lambda c: (-c.score, c.patient))
     return Ranking(qualified[:count], len(qualified))
-
-
-def _codes(terminology: StoredTerminology, url: str) -> frozenset[tuple[str, str]]:
-    """(system, code) of every member of the ValueSet the rules name."""
-    value_set = terminology.value_set(url, None)
-    if value_set is None:
-        raise FhirError(500, [Issue("not-found", f"the candidate rules name the ValueSet {url}, which this "
-                                                 "server does not hold")])
-    return frozenset((m.system, m.code) for m in expand(value_set, terminology).members)
 
 
 # -- reading in bulk ----------------------------------------------------------------------------------------

@@ -34,9 +34,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from fhir_server.care.candidates import months_before
-from fhir_server.care.program import BASE, codings, day_of, effective, every, quantity
-from fhir_server.fhir.errors import FhirError, Issue
-from fhir_server.fhir.terminology.valueset import expand
+from fhir_server.care.program import BASE, codings, day_of, effective, every, quantity, value_set_codes
 from fhir_server.store.repository import Repository
 from fhir_server.store.terminology import StoredTerminology
 
@@ -231,12 +229,8 @@ def _groups(terminology: StoredTerminology) -> dict[tuple[str, str], list[str]]:
     """The chronic condition groups of each (system, code), from the expanded ValueSets."""
     group_of: dict[tuple[str, str], list[str]] = defaultdict(list)
     for group, url in GROUPS.items():
-        value_set = terminology.value_set(url, None)
-        if value_set is None:
-            raise FhirError(500, [Issue("not-found", f"the care gap rules need the ValueSet {url}, which this "
-                                                     "server does not hold")])
-        for member in expand(value_set, terminology).members:
-            group_of[(member.system, member.code)].append(group)
+        for key in value_set_codes(terminology, url, "the care gap rules"):
+            group_of[key].append(group)
     return group_of
 
 

@@ -37,9 +37,8 @@ from pathlib import Path
 from fhir_server.care.medreview import knowledge as medication_knowledge
 from fhir_server.care.medreview import review
 from fhir_server.care.outreach import OPEN_TASK
-from fhir_server.care.program import BASE, codings, now, profile, read_named, search
+from fhir_server.care.program import BASE, codings, now, profile, read_named, search, value_set_codes
 from fhir_server.fhir.errors import FhirError, Issue, bad_request, error
-from fhir_server.fhir.terminology.valueset import expand
 from fhir_server.store.repository import Repository, new_id
 from fhir_server.store.terminology import StoredTerminology
 
@@ -206,12 +205,8 @@ def _fitting(repo: Repository, patient_id: str, member: str) -> list[str]:
         url = material.keys.get("condition")
         if url is None:
             continue
-        value_set = terminology.value_set(url, None)
-        if value_set is None:
-            raise FhirError(500, [Issue("not-found", f"the education material {material.id} is for the ValueSet "
-                                                     f"{url}, which this server does not hold")])
-        for code in expand(value_set, terminology).members:
-            by_code.setdefault((code.system, code.code), set()).add(material.id)
+        for key in value_set_codes(terminology, url, f"the education material {material.id}"):
+            by_code.setdefault(key, set()).add(material.id)
     fitting: set[str] = set()
     for condition in search(repo, "Condition", [("patient", member), ("clinical-status", _CLINICAL_ACTIVE)],
                             count=1000):

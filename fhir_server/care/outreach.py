@@ -21,7 +21,16 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from fhir_server.care.program import BASE, PROGRAM_SYSTEM, instant, now, profile, read_named, search
+from fhir_server.care.program import (
+    BASE,
+    PROGRAM_SYSTEM,
+    extension_parts,
+    instant,
+    now,
+    profile,
+    read_named,
+    search,
+)
 from fhir_server.fhir.errors import FhirError, Issue, bad_request, error
 from fhir_server.search.parse import parse_query
 from fhir_server.store.repository import Repository, StoredResource, new_id
@@ -313,12 +322,7 @@ def _failed_member_calls(repo: Repository, member: str) -> tuple[int, datetime |
 
 def call_party(communication: dict) -> str | None:
     """Whom an outreach call was to: its outreach-call extension's party (member, pcp, specialist)."""
-    for extension in communication.get("extension") or []:
-        if extension.get("url") == OUTREACH_CALL_URL:
-            for part in extension.get("extension") or []:
-                if part.get("url") == "party":
-                    return part.get("valueCode")
-    return None
+    return extension_parts(communication, OUTREACH_CALL_URL).get("party", {}).get("valueCode")
 
 
 def _outcome(code: str) -> dict:

@@ -12,8 +12,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from fhir_server.fhir.errors import FhirError, Issue, error
+from fhir_server.fhir.terminology.valueset import expand
 from fhir_server.search.parse import parse_query
 from fhir_server.store.repository import Repository
+from fhir_server.store.terminology import StoredTerminology
 
 BASE = "https://careweave.example.org/fhir/"
 PROGRAM_SYSTEM = BASE + "CodeSystem/cw-program"
@@ -129,14 +131,27 @@ def every(repo: Repository, resource_type: str, params: list[tuple[str, str]], p
             return
 
 
+def value_set_codes(terminology: StoredTerminology, url: str, needed_by: str) -> frozenset[tuple[str, str]]:
+    """(system, code) of every member of the ValueSet `url`, expanded through the terminology kernel; a 500
+    naming `needed_by` when the server holds no such ValueSet (stored, in profiles/ or in R4)."""
+    value_set = terminology.value_set(url, None)
+    if value_set is None:
+        raise FhirError(500, [Issue("not-found", f"{needed_by} needs the ValueSet {url}, which this server does "
+                                                 "not hold")])
+    return frozenset((m.system, m.code) for m in expand(value_set, terminology).members)
+
+
+def extension_parts(resource: dict, url: str) -> dict[str, dict]:
+    """The parts of the resource's complex extension `url`, by their url (extensibility.html); empty without it."""
+    for extension in resource.get("extension") or []:
+        if extension.get("url") == url:
+            return {part.get("url"): part for part in extension.get("extension") or [] if isinstance(part, dict)}
+    return {}
+
+
 def participation_status(organization: dict) -> str | None:
     """The practice's current program-participation status (invited | agreed | declined | withdrawn)."""
-    for extension in organization.get("extension") or []:
-        if extension.get("url") == PARTICIPATION_URL:
-            for part in extension.get("extension") or []:
-                if part.get("url") == "status":
-                    return part.get("valueCode")
-    return None
+    return extension_parts(organization, PARTICIPATION_URL).get("status", {}).get("valueCode")
 
 
 def member_practice(repo: Repository, patient: dict) -> dict | None:

@@ -19,9 +19,7 @@ from pathlib import Path
 
 from fhir_server.care.measures.report import Period
 from fhir_server.care.measures.subjects import Practices, Scope, batches
-from fhir_server.care.program import BASE, codings, day_of, every
-from fhir_server.fhir.errors import FhirError, Issue
-from fhir_server.fhir.terminology.valueset import expand
+from fhir_server.care.program import BASE, codings, day_of, every, value_set_codes
 from fhir_server.store.repository import Repository
 from fhir_server.store.terminology import StoredTerminology
 
@@ -42,12 +40,7 @@ _KNOWLEDGE = Path(__file__).resolve().parents[1] / "knowledge" / "ingredient_map
 
 def value_set(terminology: StoredTerminology, name: str) -> Codes:
     """(system, code) of every member of the program's ValueSet `name` (in profiles/)."""
-    url = f"{BASE}ValueSet/{name}"
-    found = terminology.value_set(url, None)
-    if found is None:
-        raise FhirError(500, [Issue("not-found", f"the measure needs the ValueSet {url}, which this server "
-                                                 "does not hold")])
-    return frozenset((m.system, m.code) for m in expand(found, terminology).members)
+    return value_set_codes(terminology, f"{BASE}ValueSet/{name}", "the measure")
 
 
 @cache

@@ -15,7 +15,7 @@ from fhir_server.care.candidates import find_candidates, load_rules
 from fhir_server.care.measures.report import Evaluation, Tally
 from fhir_server.care.measures.subjects import Practices, patients, practice_of
 from fhir_server.care.outreach import OUTREACH_CALL
-from fhir_server.care.program import PARTICIPATION_URL, PROGRAM, PROGRAM_SYSTEM, day_of, every
+from fhir_server.care.program import PARTICIPATION_URL, PROGRAM, PROGRAM_SYSTEM, day_of, every, extension_parts
 
 IDENTIFIED = "https://careweave.example.org/fhir/Measure/cw-members-identified"
 PRACTICES = "https://careweave.example.org/fhir/Measure/cw-practices-participating"
@@ -75,10 +75,6 @@ def enrollment_rate(evaluation: Evaluation) -> list[Tally]:
 
 def _participation(organization: dict) -> tuple[str | None, str | None, str | None]:
     """The practice's participation status and the period its agreement covers."""
-    for extension in organization.get("extension") or []:
-        if extension.get("url") == PARTICIPATION_URL:
-            parts = {p.get("url"): p for p in extension.get("extension") or []}
-            covered = (parts.get("period") or {}).get("valuePeriod") or {}
-            return (parts.get("status") or {}).get("valueCode"), covered.get("start"), covered.get("end")
-    return None, None, None
-
+    parts = extension_parts(organization, PARTICIPATION_URL)
+    covered = parts.get("period", {}).get("valuePeriod") or {}
+    return parts.get("status", {}).get("valueCode"), covered.get("start"), covered.get("end")
