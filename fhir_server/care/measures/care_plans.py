@@ -12,7 +12,7 @@ Both are stratified by the member's practice.
 from __future__ import annotations
 
 from fhir_server.care.measures.report import Evaluation, Tally
-from fhir_server.care.measures.subjects import batches, practice_of
+from fhir_server.care.measures.subjects import NO_STRATUM, batches, practice_of
 from fhir_server.care.program import PROGRAM, PROGRAM_SYSTEM, codings, day_of, every
 
 CARE_PLANS = "https://careweave.example.org/fhir/Measure/cw-care-plans"
@@ -40,7 +40,7 @@ def care_plans(evaluation: Evaluation) -> list[Tally]:
     for step in STEPS:
         tally = Tally({"initial-population": {p for p in stepped[step] if p in plans}})
         for plan in tally.populations["initial-population"]:
-            tally.strata[plan] = strata.get(plans[plan], "none")
+            tally.strata[plan] = strata.get(plans[plan], NO_STRATUM)
             tally.add_evidence(plan, stepped[step][plan])
         tallies.append(tally)
     return tallies
@@ -73,7 +73,7 @@ def goals_met(evaluation: Evaluation) -> list[Tally]:
             if achievement & MET and (settled_on is None or settled_on <= period.end):
                 tally.populations["numerator"].add(reference)
     strata = practice_of(repo, {plans[g] for g in tally.populations["initial-population"]})
-    tally.strata.update({g: strata.get(plans[g], "none") for g in tally.populations["initial-population"]})
+    tally.strata.update({g: strata.get(plans[g], NO_STRATUM) for g in tally.populations["initial-population"]})
     return [tally]
 
 

@@ -16,6 +16,7 @@ from decimal import Decimal
 from fhir_server.care.measures.clinical import Member, read_members, value_set
 from fhir_server.care.measures.exclusions import Exclusions
 from fhir_server.care.measures.report import Evaluation, Tally
+from fhir_server.care.measures.subjects import NO_STRATUM
 from fhir_server.care.program import effective, instant, quantity
 from fhir_server.store.terminology import StoredTerminology
 
@@ -40,7 +41,7 @@ def evaluate(evaluation: Evaluation) -> list[Tally]:
         if age is None or not AGES[0] <= age <= AGES[1] or not member.visits:
             continue
         subject = member.reference
-        tally.strata[subject] = member.practice or "none"
+        tally.strata[subject] = member.practice or NO_STRATUM
         tally.add_evidence(subject, min(e.reference for e in member.qualifying), member.visits[0])
         tally.populations["initial-population"].add(subject)
         tally.populations["denominator"].add(subject)

@@ -28,6 +28,7 @@ from fhir_server.care.measures.clinical import (
 )
 from fhir_server.care.measures.exclusions import Exclusions
 from fhir_server.care.measures.report import Evaluation, Period, Tally
+from fhir_server.care.measures.subjects import NO_STRATUM
 from fhir_server.care.program import codings, day_of, effective, quantity
 from fhir_server.store.terminology import StoredTerminology
 
@@ -57,7 +58,7 @@ def evaluate(evaluation: Evaluation) -> list[Tally]:
         if age is None or not AGES[0] <= age <= AGES[1] or not member.visits or not began_early:
             continue
         subject = member.reference
-        tally.strata[subject] = member.practice or "none"
+        tally.strata[subject] = member.practice or NO_STRATUM
         tally.add_evidence(subject, min(began_early), member.visits[0])
         tally.populations["initial-population"].add(subject)
         tally.populations["denominator"].add(subject)

@@ -22,7 +22,7 @@ from datetime import date
 from fhir_server.care.candidates import months_before
 from fhir_server.care.measures.clinical import encounters, is_visit
 from fhir_server.care.measures.report import Evaluation, Period, Tally
-from fhir_server.care.measures.subjects import Practices, Scope, batches
+from fhir_server.care.measures.subjects import NO_STRATUM, Practices, Scope, batches
 from fhir_server.care.program import day_of, every
 from fhir_server.care.referrals import TASK_CODES, is_referral_task
 from fhir_server.store.repository import Repository
@@ -52,7 +52,7 @@ def evaluate(evaluation: Evaluation) -> list[Tally]:
             if subject not in visits or subject not in patients:
                 continue
             made, task = referrals[subject]
-            tally.strata[subject] = practices.of(patients[subject]) or "none"
+            tally.strata[subject] = practices.of(patients[subject]) or NO_STRATUM
             tally.populations["initial-population"].add(subject)
             tally.populations["denominator"].add(subject)
             tally.add_evidence(subject, f"Task/{task['id']}", task["focus"]["reference"], min(visits[subject]))

@@ -9,6 +9,7 @@ reach rate.
 from __future__ import annotations
 
 from fhir_server.care.measures.report import Evaluation, Tally
+from fhir_server.care.measures.subjects import NO_STRATUM
 from fhir_server.care.outreach import CONTACT_MADE, OUTCOME_SYSTEM, OUTREACH_CALL
 from fhir_server.care.program import codings, every
 
@@ -27,7 +28,7 @@ def outreach(evaluation: Evaluation) -> list[Tally]:
         reference = f"Communication/{call['id']}"
         tally.populations["initial-population"].add(reference)
         tally.populations["denominator"].add(reference)
-        tally.strata[reference] = (call.get("sender") or {}).get("reference") or "none"
+        tally.strata[reference] = (call.get("sender") or {}).get("reference") or NO_STRATUM
         tally.add_evidence(reference, reference)
         if {c for s, c in codings(call.get("statusReason")) if s == OUTCOME_SYSTEM} & CONTACT_MADE:
             tally.populations["numerator"].add(reference)

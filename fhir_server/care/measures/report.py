@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from fhir_server.care.measures.subjects import Scope
+from fhir_server.care.measures.subjects import NO_STRATUM, Scope
 from fhir_server.care.program import ProgramSettings, now
 from fhir_server.store.repository import Repository
 
@@ -21,7 +21,6 @@ POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
 # The order populations are listed in (measure-population codes, R4).
 POPULATIONS = ("initial-population", "denominator", "denominator-exclusion", "denominator-exception", "numerator",
                "numerator-exclusion", "measure-population", "measure-population-exclusion", "measure-observation")
-NO_STRATUM = "none"  # the stratum of a subject the stratifier finds no value for
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from fhir_server.care.program import every, read_named, reference_parts
 from fhir_server.store.repository import Repository
 
 _BATCH = 100  # references per search
+NO_STRATUM = "none"  # the stratum of a subject the stratifier finds no value for (no practice, no sender)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def practice_of(repo: Repository, members: set[str]) -> dict[str, str]:
     """The practice of each member (a Patient reference), `none` when they have none: their stratum."""
     practices = Practices(repo)
     found = patients(repo, Scope(frozenset(members))) if members else {}
-    return {reference: practices.of(patient) or "none" for reference, patient in found.items()}
+    return {reference: practices.of(patient) or NO_STRATUM for reference, patient in found.items()}
 
 
 def _subject(repo: Repository, subject: str) -> frozenset[str]:
